@@ -1,0 +1,275 @@
+"""Typed, keyword-only configuration shared by both adapters.
+
+:class:`FitWatchConfig` is a frozen dataclass validated in ``__post_init__``. It loads from a
+mapping (:meth:`FitWatchConfig.from_mapping`) or a YAML file (:meth:`FitWatchConfig.from_yaml`), so a
+LightningCLI config, an HF example script and ``configs/fitwatch/*.yaml`` presets all build the same
+object. Unknown keys and wrong types are rejected with a message naming the key and the source.
+
+>>> cfg = FitWatchConfig.from_mapping({"n_bins": 10, "class_names": ["neg", "pos"]})
+>>> cfg.n_bins, cfg.class_names
+(10, ('neg', 'pos'))
+>>> FitWatchConfig.from_mapping({"n_bin": 10}, source="full.yaml")
+Traceback (most recent call last):
+...
+ValueError: Unknown key 'n_bin' in full.yaml; expected one of: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from fitwatch import _validation as v
+
+__all__ = ["FitWatchConfig", "resolve_config"]
+
+Task = Literal["auto", "multiclass", "binary", "multilabel"]
+PerClass = Literal["all", "worst", "off"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitWatchConfig:
+    """Every setting of the fitwatch callbacks.
+
+    Args:
+        class_names: Names of the classes in index order; defaults to ``"0", "1", ...``.
+        num_classes: Number of classes; inferred from the logits when omitted. Must match
+            ``class_names`` when both are given.
+        task: ``"multiclass"`` (logits ``[..., C]``, integer targets), ``"binary"`` (one logit per sample,
+            targets in {0, 1}), ``"multilabel"`` (logits and targets ``[N, C]``), or ``"auto"`` to infer it
+            from the first batch.
+        ignore_index: Target value to skip (``-100`` as in PyTorch and Hugging Face); ``None`` skips nothing.
+        n_bins: Equal-width bins for ECE, MCE, classwise ECE and the reliability diagram (Guo et al. 2017: 15).
+        log_every_n_steps: How often step diagnostics (loss, learning rates, norms) are read and written.
+            ``None`` follows the trainer (Lightning ``log_every_n_steps``, HF ``logging_steps``).
+        diag_every_n_steps: How often per-block update-to-weight ratios are measured; ``0`` turns them off.
+            Each measurement keeps one temporary copy of the trainable parameters across an optimizer step.
+        grad_norm: Measure the global gradient norm (before clipping) on logging steps.
+        train_metrics: Accumulate per-class and calibration metrics from the training logits too
+            (needed for the train-validation gap of accuracy and ECE).
+        per_class: ``"all"`` logs per-class scalars for every class; ``"worst"`` only for the
+            ``per_class_top_k`` classes with the lowest validation F1; ``"off"`` none. Images and
+            :attr:`history` of the monitor keep every class either way.
+        per_class_top_k: How many classes ``per_class="worst"`` logs; also the automatic switch:
+            with ``per_class="all"`` and more classes than this, only the worst are logged.
+        confusion_matrix_max_classes: Largest class count for which the full confusion matrix is kept
+            (memory grows as its square) and drawn.
+        classwise_ece: Keep the per-class calibration bins for classwise ECE (``classes x n_bins`` sums).
+        images: Draw the confusion matrix and reliability diagram at each validation.
+        gap_window: Number of validations the gap trend (Theil-Sen slope) looks back over.
+        detectors: Per-detector settings by detector name, e.g. ``{"plateau": {"patience": 8}}``;
+            ``{"plateau": {"enabled": False}}`` turns one off.
+        warn: Emit findings as Python warnings (a ``FitWatchWarning`` subclass each).
+        findings_file: File name of the JSON-lines findings log in the log directory; ``None`` disables it.
+        stop_on: Finding codes (``"FW-DIVERGENCE"``) or severities (``"critical"``) that stop training.
+            Empty by default: fitwatch never stops a run unless asked to.
+        tag_prefix: Prefix for every TensorBoard tag (``"fitwatch/"`` groups them all under one section).
+    """
+
+    class_names: tuple[str, ...] | None = None
+    num_classes: int | None = None
+    task: Task = "auto"
+    ignore_index: int | None = -100
+    n_bins: int = 15
+    log_every_n_steps: int | None = None
+    diag_every_n_steps: int = 50
+    grad_norm: bool = True
+    train_metrics: bool = True
+    per_class: PerClass = "all"
+    per_class_top_k: int = 20
+    confusion_matrix_max_classes: int = 50
+    classwise_ece: bool = True
+    images: bool = True
+    gap_window: int = 5
+    detectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    warn: bool = True
+    findings_file: str | None = "findings.jsonl"
+    stop_on: tuple[str, ...] = ()
+    tag_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.class_names is not None:
+            if isinstance(self.class_names, str) or not isinstance(self.class_names, Sequence):
+                raise TypeError(
+                    f"Expected `class_names` to be a sequence of str, but got {type(self.class_names).__name__}."
+                )
+            names = tuple(str(n) for n in self.class_names)
+            if len(names) == 0:
+                raise ValueError("Expected `class_names` to name at least one class, but got an empty sequence.")
+            if len(set(names)) != len(names):
+                raise ValueError(f"Expected `class_names` to be unique, but got {list(names)}.")
+            object.__setattr__(self, "class_names", names)
+        if self.num_classes is not None:
+            v.check_positive_int("num_classes", self.num_classes)
+            if self.class_names is not None and len(self.class_names) != self.num_classes:
+                raise ValueError(
+                    f"Expected `class_names` to have `num_classes`={self.num_classes} entries, "
+                    f"but got {len(self.class_names)}."
+                )
+        v.check_choice("task", self.task, typing.get_args(Task))
+        if self.ignore_index is not None and (isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, int)):
+            raise TypeError(f"Expected `ignore_index` to be an int or None, but got {self.ignore_index!r}.")
+        v.check_positive_int("n_bins", self.n_bins)
+        if self.log_every_n_steps is not None:
+            v.check_positive_int("log_every_n_steps", self.log_every_n_steps)
+        v.check_non_negative_int("diag_every_n_steps", self.diag_every_n_steps)
+        for name in ("grad_norm", "train_metrics", "classwise_ece", "images", "warn"):
+            v.check_bool(name, getattr(self, name))
+        v.check_choice("per_class", self.per_class, typing.get_args(PerClass))
+        v.check_positive_int("per_class_top_k", self.per_class_top_k)
+        v.check_non_negative_int("confusion_matrix_max_classes", self.confusion_matrix_max_classes)
+        v.check_positive_int("gap_window", self.gap_window)
+        if self.gap_window < 3:
+            raise ValueError(f"Expected `gap_window` to be at least 3 (a trend needs 3 points), but got {self.gap_window}.")
+        if not isinstance(self.detectors, Mapping):
+            raise TypeError(f"Expected `detectors` to be a mapping of detector name to settings, but got {self.detectors!r}.")
+        object.__setattr__(self, "detectors", {str(k): dict(val or {}) for k, val in self.detectors.items()})
+        if self.findings_file is not None and (not isinstance(self.findings_file, str) or not self.findings_file):
+            raise ValueError(f"Expected `findings_file` to be a file name or None, but got {self.findings_file!r}.")
+        stop_on = (self.stop_on,) if isinstance(self.stop_on, str) else tuple(self.stop_on)
+        object.__setattr__(self, "stop_on", _validated_stop_on(stop_on))
+        if not isinstance(self.tag_prefix, str):
+            raise TypeError(f"Expected `tag_prefix` to be a str, but got {self.tag_prefix!r}.")
+
+    def replace(self, **changes: Any) -> FitWatchConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-safe dict that :meth:`from_mapping` reads back."""
+        out = dataclasses.asdict(self)
+        out["class_names"] = None if self.class_names is None else list(self.class_names)
+        out["stop_on"] = list(self.stop_on)
+        return out
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "the config") -> FitWatchConfig:
+        """Build from a mapping such as a parsed YAML section.
+
+        Raises:
+            ValueError: On a key that is not a field (naming the key and ``source``) or a bad value.
+            TypeError: On a value of the wrong type (naming the key and ``source``).
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"Expected {source} to hold a mapping of fitwatch settings, but got {type(data).__name__}.")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in fields:
+                raise ValueError(f"Unknown key {key!r} in {source}; expected one of: {', '.join(sorted(fields))}.")
+            if not _matches(value, hints[key]):
+                raise TypeError(
+                    f"Expected {key!r} in {source} to be {_describe(hints[key])}, but got {type(value).__name__} {value!r}."
+                )
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{err} (in {source})") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], *, section: str | None = None) -> FitWatchConfig:
+        """Load from a YAML file, optionally from one top-level ``section`` (such as ``fitwatch``)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"Expected `config` to be an existing YAML file, but {str(path)!r} does not exist.") from None
+        if section is not None:
+            if not isinstance(data, Mapping) or section not in data:
+                raise ValueError(f"Expected a top-level {section!r} section in {path}, but found none.")
+            data = data[section] or {}
+        return cls.from_mapping(data, source=str(path))
+
+
+def resolve_config(config: FitWatchConfig | Mapping[str, Any] | str | os.PathLike[str] | None, **explicit: Any) -> FitWatchConfig:
+    """The config an adapter runs with: ``config`` (object, mapping or YAML path) with the explicitly
+    passed constructor arguments (those not ``None``) applied on top.
+
+    >>> resolve_config({"n_bins": 10}, n_bins=None, class_names=["a", "b"]).class_names
+    ('a', 'b')
+    """
+    if config is None:
+        base = FitWatchConfig()
+    elif isinstance(config, FitWatchConfig):
+        base = config
+    elif isinstance(config, Mapping):
+        base = FitWatchConfig.from_mapping(config, source="`config`")
+    elif isinstance(config, (str, os.PathLike)):
+        base = FitWatchConfig.from_yaml(config)
+    else:
+        raise TypeError(
+            f"Expected `config` to be a FitWatchConfig, a mapping or a YAML path, but got {type(config).__name__}."
+        )
+    changes = {k: val for k, val in explicit.items() if val is not None}
+    return base.replace(**changes) if changes else base
+
+
+def _validated_stop_on(stop_on: tuple[Any, ...]) -> tuple[str, ...]:
+    from fitwatch.findings import CATALOGUE, Severity
+
+    out = []
+    for item in stop_on:
+        if not isinstance(item, str):
+            raise TypeError(f"Expected `stop_on` to hold finding codes or severities, but got {item!r}.")
+        if item in CATALOGUE:
+            out.append(item)
+            continue
+        try:
+            out.append(Severity.parse(item).name.lower())
+        except ValueError:
+            raise ValueError(
+                f"Expected `stop_on` to hold finding codes (e.g. 'FW-DIVERGENCE') or severities "
+                f"('info', 'warning', 'critical'), but got {item!r}."
+            ) from None
+    return tuple(out)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML-loaded value fits a field's annotation (lists stand for tuples)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (tuple, Sequence) or hint is tuple:
+        return isinstance(value, (list, tuple)) or (isinstance(value, str) and hint is not tuple)
+    if origin in (Mapping, dict):
+        return isinstance(value, Mapping)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (tuple, Sequence):
+        return "a list"
+    if origin in (Mapping, dict):
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
