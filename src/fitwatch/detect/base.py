@@ -1,7 +1,7 @@
 """The detector contract and the registry that builds detectors from configuration.
 
 A detector is a pure class over plain numbers: it reads one kind of record
-(:class:`~fitwatch.detect.records.EvalRecord`, :class:`~fitwatch.detect.records.StepRecord` or
+(:class:`~fitwatch.detect.records.EvalRecord`, :class:`~fitwatch.detect.records.StepRecord` and/or
 :class:`~fitwatch.detect.records.AuditRecord`), keeps the history it needs, and returns a
 :class:`~fitwatch.findings.Finding` while the condition it watches holds, ``None`` otherwise.
 It never prints, warns or writes; the Monitor shows each cause once and updates it afterwards.
@@ -15,20 +15,21 @@ from __future__ import annotations
 import abc
 import inspect
 from collections.abc import Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
 from fitwatch.detect.records import AuditRecord, EvalRecord, StepRecord
 from fitwatch.findings import Finding
 
 __all__ = ["DETECTORS", "Detector", "build_detectors", "register"]
 
-R = TypeVar("R", EvalRecord, StepRecord, AuditRecord)
+Record = EvalRecord | StepRecord | AuditRecord
 
 
-class Detector(abc.ABC, Generic[R]):
+class Detector(abc.ABC):
     """Base class of every detector.
 
-    Subclasses set ``name`` (the configuration key) and ``record_type`` (the record they read),
+    Subclasses set ``name`` (the configuration key) and ``record_types`` (the record classes they read;
+    the Monitor hands them only those),
     take their thresholds as keyword-only constructor arguments with documented defaults, and
     implement :meth:`update`. The default :meth:`state_dict` saves the JSON-safe instance attributes;
     :meth:`load_state_dict` restores the keys it finds and keeps defaults for the rest, so states
@@ -36,10 +37,10 @@ class Detector(abc.ABC, Generic[R]):
     """
 
     name: ClassVar[str]
-    record_type: ClassVar[type]
+    record_types: ClassVar[tuple[type, ...]]
 
     @abc.abstractmethod
-    def update(self, record: R) -> Finding | None:
+    def update(self, record: Record) -> Finding | None:
         """Read one record; return a finding while the watched condition holds."""
 
     def reset(self) -> None:
@@ -64,10 +65,10 @@ class Detector(abc.ABC, Generic[R]):
 
 
 #: Registered detector classes by configuration name.
-DETECTORS: dict[str, type[Detector[Any]]] = {}
+DETECTORS: dict[str, type[Detector]] = {}
 
 
-def register(cls: type[Detector[Any]]) -> type[Detector[Any]]:
+def register(cls: type[Detector]) -> type[Detector]:
     """Class decorator adding ``cls`` to :data:`DETECTORS` under ``cls.name``."""
     if cls.name in DETECTORS and DETECTORS[cls.name] is not cls:
         raise ValueError(f"A detector named {cls.name!r} is already registered ({DETECTORS[cls.name].__name__}).")
@@ -75,7 +76,7 @@ def register(cls: type[Detector[Any]]) -> type[Detector[Any]]:
     return cls
 
 
-def build_detectors(settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[Detector[Any]]:
+def build_detectors(settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[Detector]:
     """One instance of every registered detector, with ``settings[name]`` as keyword arguments.
 
     ``{"enabled": False}`` in a detector's settings leaves it out.
@@ -91,7 +92,7 @@ def build_detectors(settings: Mapping[str, Mapping[str, Any]] | None = None) -> 
         raise ValueError(
             f"Expected `detectors` keys to be detector names ({', '.join(sorted(DETECTORS))}), but got {unknown}."
         )
-    out: list[Detector[Any]] = []
+    out: list[Detector] = []
     for name, cls in DETECTORS.items():
         kwargs = dict(settings.get(name, {}))
         if not kwargs.pop("enabled", True):

@@ -12,7 +12,10 @@ Metric names used as keys of :attr:`EvalRecord.val` / :attr:`EvalRecord.train` (
 ``loss``, ``accuracy``, ``macro_f1``, ``weighted_f1``, ``ece``, ``mce``, ``adaptive_ece``,
 ``classwise_ece``, ``brier``, ``nll``, ``samples`` (number of evaluated targets),
 ``majority_fraction`` (share of the most frequent class among the targets),
-``nonfinite_logits`` (rows with NaN/inf logits, excluded from the other numbers).
+``ece_chance`` (the ECE a perfectly calibrated model would show on a set of this size with these
+confidences: ``sum_b (n_b/n) sqrt(2/pi) sqrt(conf_b (1 - conf_b) / n_b)``, the expected absolute
+deviation of each bin's accuracy from its confidence), ``nonfinite_logits`` (rows with NaN/inf
+logits, excluded from the other numbers).
 """
 
 from __future__ import annotations
@@ -97,9 +100,11 @@ class AuditRecord:
         unchanged_parameters: Names of trainable parameters unchanged since fit start (empty at step 0).
         trainable_parameters: Number of trainable parameter tensors.
         pretrained: Whether the model was loaded from pretrained weights, when known.
-        initial_lrs: Learning rate of each param group at the first step.
-        peak_lrs: Largest learning rate seen per group so far (after the first steps).
-        warmup_steps: Steps the schedule takes to reach its peak LR, when known.
+        initial_lrs: Learning rate of each param group as the first step will apply it (schedulers set
+            it at construction, so a warmup shows as a small value here).
+        base_lrs: The scheduler's base learning rate of each group (``group["initial_lr"]``), else the
+            group's learning rate.
+        max_steps: Planned number of optimizer steps, when known.
     """
 
     step: int
@@ -116,5 +121,5 @@ class AuditRecord:
     trainable_parameters: int = 0
     pretrained: bool | None = None
     initial_lrs: Sequence[float] = ()
-    peak_lrs: Sequence[float] = ()
-    warmup_steps: int | None = None
+    base_lrs: Sequence[float] = ()
+    max_steps: int | None = None
