@@ -1,0 +1,311 @@
+"""One split's predictions, accumulated into O(classes x bins) states without host syncs.
+
+:class:`PredictionAccumulator` takes logits and targets batch by batch (any of the shapes below),
+keeps per-class counts, calibration bin sums, loss sums and health counters on the predictions'
+device, and reads them back only in :meth:`PredictionAccumulator.compute`. Every state is a tensor
+that reduces by ``sum`` across ranks (:meth:`PredictionAccumulator.sync`).
+
+Shapes and tasks (``task="auto"`` infers from the first batch):
+
+=============  =========================  =====================  ==============================
+task           logits                     target                 example
+=============  =========================  =====================  ==============================
+multiclass     ``[N, C]``, ``[N, T, C]``  ``[N]``, ``[N, T]``    sequence / token classification
+binary         ``[N]`` or ``[N, 1]``      ``[N]`` in {0, 1}      one logit per sample
+multilabel     ``[N, L]``                 ``[N, L]`` multi-hot   ``problem_type="multi_label..."``
+=============  =========================  =====================  ==============================
+
+Rows whose target equals ``ignore_index`` are skipped. Rows with NaN/inf logits are counted in
+``nonfinite_logits`` and excluded from every other number; targets outside ``[0, C)`` are counted in
+``invalid_targets`` and excluded (on the first batch they raise instead: a wrong ``num_classes`` or
+label mapping is a set-up error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fitwatch.metrics.calibration import CalibrationState
+from fitwatch.metrics.classwise import ClassCountsState
+
+__all__ = ["PredictionAccumulator", "SplitResult", "infer_task"]
+
+TASKS = ("multiclass", "binary", "multilabel")
+# health counters, in this order
+HEALTH_FIELDS = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batches")
+
+
+@dataclass
+class SplitResult:
+    """What one split's accumulator read back: plain Python numbers only."""
+
+    summary: dict[str, float]
+    per_class: dict[str, list[float]]
+    reliability: dict[str, list[float]] = field(default_factory=dict)
+    confusion: list[list[int]] | None = None
+
+
+def infer_task(logits: Tensor, target: Tensor) -> str:
+    """The task implied by the shapes of ``logits`` and ``target`` (see the module table).
+
+    Raises:
+        ValueError: If the shapes fit no task, naming both shapes.
+    """
+    if logits.ndim >= 1 and logits.shape == target.shape:
+        return "binary" if logits.ndim == 1 else "multilabel"
+    if logits.ndim == target.ndim + 1 and logits.shape[:-1] == target.shape:
+        return "binary" if logits.shape[-1] == 1 else "multiclass"
+    raise ValueError(
+        "Expected `logits` of shape [N, C] (or [N, T, C]) with an integer `target` of shape [N] (or [N, T]), "
+        f"or `logits` and a multi-hot `target` of the same shape, but got logits {tuple(logits.shape)} "
+        f"and target {tuple(target.shape)}."
+    )
+
+
+class PredictionAccumulator:
+    """Per-class, calibration and loss states of one split.
+
+    Args:
+        task: ``"multiclass"``, ``"binary"``, ``"multilabel"`` or ``"auto"`` (inferred from the first batch).
+        num_classes: Number of classes; inferred from the logits when ``None``.
+        ignore_index: Target value to skip, or ``None``.
+        n_bins: Equal-width calibration bins.
+        classwise_ece: Keep the ``classes x n_bins`` bins for classwise ECE.
+        confusion_max_classes: Largest class count for which the confusion matrix is kept.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: str = "auto",
+        num_classes: int | None = None,
+        ignore_index: int | None = -100,
+        n_bins: int = 15,
+        classwise_ece: bool = True,
+        confusion_max_classes: int = 50,
+    ) -> None:
+        self.task = task
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.n_bins = n_bins
+        self.classwise_ece = classwise_ece
+        self.confusion_max_classes = confusion_max_classes
+        self._counts: ClassCountsState | None = None
+        self._calibration: CalibrationState | None = None
+        self._loss: Tensor | None = None  # [weighted loss sum, weight]
+        self._health: Tensor | None = None
+
+    @property
+    def initialized(self) -> bool:
+        return self._counts is not None
+
+    # ------------------------------------------------------------------ update
+    def update(self, logits: Tensor, target: Tensor, loss: Tensor | float | None = None) -> None:
+        """Add one batch. No host sync, except for shape/range validation on the very first batch."""
+        logits = logits.detach()
+        target = target.detach()
+        if target.device != logits.device:
+            target = target.to(logits.device, non_blocking=True)
+        if not self.initialized:
+            self._initialize(logits, target)
+        elif self._health.device != logits.device:  # type: ignore[union-attr]  (restored on CPU, now on GPU)
+            self._move_to(logits.device)
+        assert self._counts is not None and self._calibration is not None and self._health is not None
+        k = self.num_classes
+        assert k is not None
+        logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+        if self.task == "multilabel":
+            logits2 = logits.reshape(-1, logits.shape[-1])
+            target2 = target.reshape(-1, target.shape[-1])
+            finite = torch.isfinite(logits2).all(dim=1)
+            valid_t = ((target2 == 0) | (target2 == 1)).all(dim=1)
+            if self.ignore_index is not None:
+                valid_t = valid_t & ~(target2 == self.ignore_index).any(dim=1)
+            weights = finite & valid_t
+            logits2 = torch.where(finite.unsqueeze(1), logits2, 0.0)
+            target2 = torch.where(weights.unsqueeze(1), target2, torch.zeros_like(target2))
+            self._counts.update_multilabel(logits2 > 0, target2, weights)
+            self._calibration.update_multilabel(logits2, target2, weights)
+            invalid = (~valid_t & finite).sum()
+        else:
+            if self.task == "binary":
+                z = logits.reshape(-1)
+                logits2 = torch.stack([torch.zeros_like(z), z], dim=1)  # softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]
+            else:
+                logits2 = logits.reshape(-1, logits.shape[-1])
+            target1 = target.reshape(-1).long()
+            finite = torch.isfinite(logits2).all(dim=1)
+            ignored = (target1 == self.ignore_index) if self.ignore_index is not None else torch.zeros_like(finite)
+            in_range = (target1 >= 0) & (target1 < k)
+            weights = finite & in_range & ~ignored
+            logits2 = torch.where(finite.unsqueeze(1), logits2, 0.0)
+            target1 = torch.where(weights, target1, torch.zeros_like(target1))
+            log_probs = torch.log_softmax(logits2, dim=1)
+            self._counts.update(log_probs.argmax(dim=1), target1, weights)
+            self._calibration.update_multiclass(log_probs, target1, weights, binary=self.task == "binary")
+            invalid = (~in_range & ~ignored & finite).sum()
+        nonfinite = (~finite).sum()
+        loss_nonfinite = torch.zeros((), dtype=torch.long, device=logits.device)
+        if loss is not None:
+            loss_t = torch.as_tensor(loss, device=logits.device).detach().float().reshape(-1)[:1].squeeze(0)
+            ok = torch.isfinite(loss_t)
+            n_valid = weights.sum().to(self._loss.dtype)  # type: ignore[union-attr]
+            self._loss += torch.stack([torch.where(ok, loss_t.to(n_valid.dtype) * n_valid, 0.0), torch.where(ok, n_valid, 0.0)])  # type: ignore[operator]
+            loss_nonfinite = (~ok).long()
+        self._health += torch.stack([nonfinite, invalid, loss_nonfinite, torch.ones_like(nonfinite)])
+
+    def _initialize(self, logits: Tensor, target: Tensor) -> None:
+        task = infer_task(logits, target) if self.task == "auto" else self.task
+        if task not in TASKS:
+            raise ValueError(f"Expected `task` to be one of {TASKS} or 'auto', but got {task!r}.")
+        if task == "binary":
+            classes = 2
+        else:
+            classes = int(logits.shape[-1])
+        if self.num_classes is not None and self.num_classes != classes:
+            raise ValueError(
+                f"Expected logits with `num_classes`={self.num_classes} scores in the last dimension, "
+                f"but got logits of shape {tuple(logits.shape)} ({classes} classes)."
+            )
+        _validate_first_batch(task, classes, logits, target, self.ignore_index)
+        self.task, self.num_classes = task, classes
+        self._allocate(logits.device)
+
+    # ------------------------------------------------------------------ read
+    def tensors(self) -> list[Tensor]:
+        """Every state, in a fixed order (what :meth:`sync` reduces)."""
+        if not self.initialized:
+            return []
+        assert self._counts is not None and self._calibration is not None
+        return [*self._counts.tensors(), *self._calibration.tensors(), self._loss, self._health]  # type: ignore[list-item]
+
+    def compute(self) -> SplitResult:
+        """Read every state back and compute the split's numbers. Empty result before the first batch."""
+        if not self.initialized:
+            return SplitResult(summary={}, per_class={})
+        assert self._counts is not None and self._calibration is not None
+        multilabel = self.task == "multilabel"
+        summary, per_class = self._counts.compute(multilabel=multilabel)
+        summary.update(self._calibration.compute())
+        loss_sum, loss_weight = self._loss.detach().cpu().tolist()  # type: ignore[union-attr]
+        if loss_weight > 0:
+            summary["loss"] = loss_sum / loss_weight
+        health = dict(zip(HEALTH_FIELDS, self._health.detach().cpu().tolist()))  # type: ignore[union-attr]
+        summary["samples"] = float(sum(per_class["support"])) if not multilabel else float(self._calibration.sums[2])
+        summary.update({k: float(v) for k, v in health.items()})
+        return SplitResult(
+            summary=summary,
+            per_class=per_class,
+            reliability=self._calibration.reliability(),
+            confusion=self._counts.confusion_matrix(),
+        )
+
+    def reset(self) -> None:
+        for t in self.tensors():
+            t.zero_()
+
+    # ------------------------------------------------------------------ distributed
+    def sync(self) -> None:
+        """Sum every state over all ranks (one collective). Every rank must call it.
+
+        A rank that saw no batch first learns the shapes from the others, so an empty or missing
+        last batch on one rank never deadlocks the collective.
+        """
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        if torch.distributed.get_world_size() == 1:
+            return
+        device = _collective_device(self.tensors())
+        meta = torch.tensor(
+            [self.num_classes or 0, TASKS.index(self.task) + 1 if self.initialized else 0], device=device
+        )
+        torch.distributed.all_reduce(meta, op=torch.distributed.ReduceOp.MAX)
+        classes, task_code = (int(x) for x in meta.tolist())
+        if classes == 0:
+            return  # no rank saw a batch
+        if not self.initialized:
+            self.task = TASKS[task_code - 1]
+            self.num_classes = classes
+            self._allocate(device)
+        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in self.tensors()])
+        torch.distributed.all_reduce(flat)  # float64 holds int64 counts exactly up to 2**53
+        offset = 0
+        for t in self.tensors():
+            t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
+            offset += t.numel()
+
+    def _move_to(self, device: torch.device) -> None:
+        saved = [t.detach().cpu() for t in self.tensors()]
+        self._allocate(device)
+        for t, src in zip(self.tensors(), saved):
+            t.copy_(src)
+
+    def _allocate(self, device: torch.device) -> None:
+        k = self.num_classes
+        assert k is not None
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self._counts = ClassCountsState(k, confusion_max=self.confusion_max_classes, device=device)
+        self._calibration = CalibrationState(k, self.n_bins, classwise=self.classwise_ece, device=device, dtype=dtype)
+        self._loss = torch.zeros(2, dtype=dtype, device=device)
+        self._health = torch.zeros(len(HEALTH_FIELDS), dtype=torch.long, device=device)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe state (lists), so a resumed run keeps a half-accumulated epoch."""
+        if not self.initialized:
+            return {"task": self.task, "num_classes": self.num_classes, "tensors": None}
+        return {
+            "task": self.task,
+            "num_classes": self.num_classes,
+            "tensors": [t.detach().cpu().tolist() for t in self.tensors()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        tensors = state.get("tensors")
+        if tensors is None:
+            return
+        self.task = state.get("task", self.task)
+        self.num_classes = state.get("num_classes", self.num_classes)
+        self._allocate(torch.device("cpu"))
+        for t, saved in zip(self.tensors(), tensors):
+            src = torch.tensor(saved, dtype=t.dtype)
+            if src.shape == t.shape:
+                t.copy_(src)
+
+
+def _collective_device(tensors: Sequence[Tensor]) -> torch.device:
+    if tensors:
+        return tensors[0].device
+    backend = torch.distributed.get_backend()
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _validate_first_batch(task: str, classes: int, logits: Tensor, target: Tensor, ignore_index: int | None) -> None:
+    """Range checks on the first batch (one host sync, once): a wrong class count fails fast and clearly."""
+    if task == "multilabel":
+        if target.numel() and not bool(((target == 0) | (target == 1) | (target == (ignore_index if ignore_index is not None else 0))).all()):
+            raise ValueError("Expected a multi-hot `target` with values in {0, 1} for a multilabel task, but got other values.")
+        return
+    if target.is_floating_point() and target.numel():
+        if not bool((target == target.round()).all()):
+            raise ValueError(f"Expected an integer class `target` for a {task} task, but got fractional values ({target.dtype}).")
+    t = target.reshape(-1).long()
+    if ignore_index is not None:
+        t = t[t != ignore_index]
+    if t.numel() == 0:
+        return
+    lo, hi = int(t.min()), int(t.max())
+    if lo < 0 or hi >= classes:
+        bad = hi if hi >= classes else lo
+        raise ValueError(
+            f"Expected `target` values in [0, {classes}) for {classes} classes (from the logits' last dimension), "
+            f"but got {bad}. Check `num_classes`/`class_names` and the label mapping."
+        )
+
