@@ -24,12 +24,18 @@ from statistics import NormalDist, median
 __all__ = [
     "EMA",
     "MannKendall",
+    "Rise",
     "ema",
     "finite",
+    "finite_or_none",
+    "generalization_loss",
     "mann_kendall",
     "relative_improvement",
+    "rise_since_best",
     "robust_noise",
     "theil_sen_slope",
+    "training_progress",
+    "two_proportion_z",
 ]
 
 _NORMAL = NormalDist()
@@ -185,23 +191,184 @@ def relative_improvement(best: float, current: float, mode: str = "min") -> floa
     return diff / scale if scale > 0 else diff
 
 
-def robust_noise(y: Sequence[float]) -> float:
+def robust_noise(y: Sequence[float], *, order: int = 1) -> float:
     """Noise level of a series around its trend: 1.4826 x the median absolute deviation of the
-    first differences, divided by sqrt(2) (the differences of i.i.d. noise have twice its variance).
+    ``order``-th differences, divided by the square root of the binomial coefficient C(2 order, order)
+    (the ``k``-th differences of i.i.d. noise have C(2k, k) times its variance: 2 for k=1, 6 for k=2).
 
-    Estimates the standard deviation of i.i.d. noise even when the series has a slow trend.
-    Returns NaN with fewer than 3 finite points.
+    Estimates the standard deviation of i.i.d. noise even when the series has a trend: first differences
+    remove a level, second differences also a slope, so ``order=2`` stays right on a curve that turns
+    (a validation loss going down then up), where the first differences are bimodal.
+    Returns NaN with fewer than ``order + 2`` finite points.
+
+    Raises:
+        ValueError: If ``order`` is not 1 or 2.
 
     >>> robust_noise([1.0, 1.0, 1.0, 1.0])
     0.0
+    >>> round(robust_noise([1.0, 0.8, 0.6, 0.8, 1.0, 1.2], order=2), 12)   # a clean V: no noise
+    0.0
     """
+    if order not in (1, 2):
+        raise ValueError(f"Expected `order` to be 1 or 2, but got {order!r}.")
     v = finite(y)
-    if len(v) < 3:
+    if len(v) < order + 2:
         return math.nan
     diffs = [b - a for a, b in zip(v, v[1:])]
+    if order == 2:
+        diffs = [b - a for a, b in zip(diffs, diffs[1:])]
     med = median(diffs)
     mad = median(abs(d - med) for d in diffs)
-    return 1.4826 * mad / math.sqrt(2.0)
+    return 1.4826 * mad / math.sqrt(2.0 if order == 1 else 6.0)
+
+
+def finite_or_none(value: object) -> float | None:
+    """``value`` as a float when it is a finite number, else ``None``.
+
+    Detectors keep their histories as lists of these: ``None`` marks a missing or non-finite value,
+    survives a JSON round trip (NaN does not, in strict JSON) and is skipped by every kernel here.
+
+    >>> finite_or_none(2), finite_or_none(float("nan")), finite_or_none(None), finite_or_none("x")
+    (2.0, None, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def generalization_loss(current: float, best: float) -> float:
+    """Prechelt's (1998) generalization loss in percent: ``GL = 100 (E_va / E_opt - 1)``.
+
+    ``E_opt`` is the lowest validation error so far. Defined for positive errors; NaN otherwise.
+
+    >>> round(generalization_loss(0.538, 0.412), 2)
+    30.58
+    >>> generalization_loss(1.0, 0.0)
+    nan
+    """
+    cur, opt = finite_or_none(current), finite_or_none(best)
+    if cur is None or opt is None or opt <= 0:
+        return math.nan
+    return 100.0 * (cur / opt - 1.0)
+
+
+def training_progress(strip: Sequence[float]) -> float:
+    """Prechelt's (1998) training progress over a strip of ``k`` training errors, in per mille.
+
+    ``P_k = 1000 (sum(strip) / (k min(strip)) - 1)``: how much larger the strip's mean is than its
+    minimum. High while training still makes progress, near 0 once training error is flat.
+    NaN with fewer than 2 finite values or a non-positive minimum.
+
+    >>> round(training_progress([0.5, 0.4, 0.3, 0.25, 0.2]), 6)
+    650.0
+    >>> training_progress([0.2, 0.2, 0.2])
+    0.0
+    """
+    v = finite(strip)
+    if len(v) < 2 or min(v) <= 0:
+        return math.nan
+    return 1000.0 * (sum(v) / (len(v) * min(v)) - 1.0)
+
+
+@dataclass(frozen=True)
+class Rise:
+    """Result of :func:`rise_since_best`: how far and how consistently a series rose above its minimum.
+
+    Attributes:
+        best_index: Position of the lowest finite value (the first one on ties).
+        best: That value.
+        current: The last value (NaN when it is not finite).
+        since_best: Number of positions after ``best_index`` (0 when the last value is the best).
+        gl: :func:`generalization_loss` of ``current`` against ``best``, percent.
+        noise_pct: :func:`robust_noise` (second differences) relative to ``best``, percent; 0 with
+            fewer than 4 finite values.
+        threshold: The GL threshold: ``max(gl_floor, noise_factor * noise_pct)``.
+        p_increasing: One-sided Mann-Kendall p-value of an increase over the last ``window`` values.
+    """
+
+    best_index: int
+    best: float
+    current: float
+    since_best: int
+    gl: float
+    noise_pct: float
+    threshold: float
+    p_increasing: float
+
+
+def rise_since_best(
+    values: Sequence[float | None],
+    *,
+    window: int = 8,
+    noise_factor: float = 4.0,
+    gl_floor: float = 2.0,
+) -> Rise | None:
+    """How far a positive series (a validation loss) rose above its best, measured against its own noise.
+
+    Prechelt's GL says how far; a fixed GL threshold is wrong because validation losses differ in
+    noise, so the threshold is ``noise_factor`` times the series' own relative noise
+    (:func:`robust_noise`, percent of the best value), never below ``gl_floor`` percent (Prechelt's GL2).
+    The one-sided Mann-Kendall p-value over the last ``window`` values says whether the rise is a trend.
+
+    Args:
+        values: The series, oldest first; ``None`` and non-finite entries are skipped.
+        window: How many of the last values the Mann-Kendall test reads.
+        noise_factor: GL threshold in units of the relative noise.
+        gl_floor: Smallest GL threshold, percent.
+
+    Returns:
+        The :class:`Rise`, or ``None`` with fewer than 3 finite values or a non-positive best.
+
+    >>> r = rise_since_best([1.0, 0.8, 0.7, 0.72, 0.8, 0.9, 1.0, 1.1])
+    >>> r.best_index, r.since_best, round(r.gl, 1), round(r.noise_pct, 1), round(r.threshold, 1)
+    (2, 5, 57.1, 3.0, 12.1)
+    """
+    pts = [(i, f) for i, v in enumerate(values) if (f := finite_or_none(v)) is not None]
+    if len(pts) < 3:
+        return None
+    best_index, best = min(pts, key=lambda p: p[1])
+    if best <= 0:
+        return None
+    last = finite_or_none(values[-1]) if values else None
+    current = math.nan if last is None else last
+    # Relative noise from the logarithm: validation-loss noise scales with the loss level.
+    noise = robust_noise([math.log(f) for _, f in pts], order=2)
+    noise_pct = 100.0 * noise if math.isfinite(noise) else 0.0
+    threshold = max(gl_floor, noise_factor * noise_pct)
+    return Rise(
+        best_index=best_index,
+        best=best,
+        current=current,
+        since_best=len(values) - 1 - best_index,
+        gl=generalization_loss(current, best),
+        noise_pct=noise_pct,
+        threshold=threshold,
+        p_increasing=mann_kendall(values[-window:]).p_increasing,  # type: ignore[arg-type]
+    )
+
+
+def two_proportion_z(p1: float, n1: float, p2: float, n2: float) -> float:
+    """z statistic of ``p1 - p2`` for two binomial proportions, with the pooled variance.
+
+    Positive when ``p1 > p2``. 0 when the pooled proportion is 0 or 1 (no variance), NaN when a count
+    is not positive or a value is not finite.
+
+    >>> round(two_proportion_z(0.8, 50, 0.2, 50), 2)
+    6.0
+    """
+    vals = [finite_or_none(x) for x in (p1, n1, p2, n2)]
+    if any(x is None for x in vals):
+        return math.nan
+    a, na, b, nb = vals  # type: ignore[misc]
+    if na <= 0 or nb <= 0:
+        return math.nan
+    pooled = (a * na + b * nb) / (na + nb)
+    var = pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb)
+    return (a - b) / math.sqrt(var) if var > 0 else 0.0
 
 
 def _isfinite(v: object) -> bool:
