@@ -30,7 +30,7 @@ from fitwatch import _validation as v
 __all__ = ["FitWatchConfig", "resolve_config"]
 
 Task = Literal["auto", "multiclass", "binary", "multilabel"]
-PerClass = Literal["all", "worst", "off"]
+PerClass = Literal["auto", "all", "worst", "off"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,11 +53,11 @@ class FitWatchConfig:
         grad_norm: Measure the global gradient norm (before clipping) on logging steps.
         train_metrics: Accumulate per-class and calibration metrics from the training logits too
             (needed for the train-validation gap of accuracy and ECE).
-        per_class: ``"all"`` logs per-class scalars for every class; ``"worst"`` only for the
-            ``per_class_top_k`` classes with the lowest validation F1; ``"off"`` none. Images and
-            :attr:`history` of the monitor keep every class either way.
-        per_class_top_k: How many classes ``per_class="worst"`` logs; also the automatic switch:
-            with ``per_class="all"`` and more classes than this, only the worst are logged.
+        per_class: Which classes get per-class scalars on the dashboard: ``"all"``; ``"worst"``, the
+            ``per_class_top_k`` with the lowest validation F1 at each evaluation; ``"off"``; or ``"auto"``
+            (all up to 50 classes, else the worst). The history, ``history.json`` and the confusion
+            matrix keep every class either way.
+        per_class_top_k: How many classes ``"worst"`` (and ``"auto"`` beyond 50 classes) shows.
         confusion_matrix_max_classes: Largest class count for which the full confusion matrix is kept
             (memory grows as its square) and drawn.
         classwise_ece: Keep the per-class calibration bins for classwise ECE (``classes x n_bins`` sums).
@@ -81,7 +81,7 @@ class FitWatchConfig:
     diag_every_n_steps: int = 50
     grad_norm: bool = True
     train_metrics: bool = True
-    per_class: PerClass = "all"
+    per_class: PerClass = "auto"
     per_class_top_k: int = 20
     confusion_matrix_max_classes: int = 50
     classwise_ece: bool = True

@@ -121,7 +121,7 @@ def test_later_out_of_range_targets_are_counted_not_raised():
 
 def test_num_classes_disagreeing_with_logits_raises():
     acc = PredictionAccumulator(num_classes=4)
-    with pytest.raises(ValueError, match=r"`num_classes`=4.*\(3 classes\)"):
+    with pytest.raises(ValueError, match=r"4 classes in the last dimension \(from `num_classes`\).*\(3 classes\)"):
         acc.update(torch.zeros(2, 3), torch.tensor([0, 1]))
 
 

@@ -77,6 +77,7 @@ class PredictionAccumulator:
         n_bins: Equal-width calibration bins.
         classwise_ece: Keep the ``classes x n_bins`` bins for classwise ECE.
         confusion_max_classes: Largest class count for which the confusion matrix is kept.
+        classes_from: The user-facing argument ``num_classes`` came from, for error messages.
     """
 
     def __init__(
@@ -88,8 +89,10 @@ class PredictionAccumulator:
         n_bins: int = 15,
         classwise_ece: bool = True,
         confusion_max_classes: int = 50,
+        classes_from: str = "num_classes",
     ) -> None:
         self.task = task
+        self.classes_from = classes_from
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.n_bins = n_bins
@@ -169,7 +172,7 @@ class PredictionAccumulator:
             classes = int(logits.shape[-1])
         if self.num_classes is not None and self.num_classes != classes:
             raise ValueError(
-                f"Expected logits with `num_classes`={self.num_classes} scores in the last dimension, "
+                f"Expected logits with {self.num_classes} classes in the last dimension (from `{self.classes_from}`), "
                 f"but got logits of shape {tuple(logits.shape)} ({classes} classes)."
             )
         _validate_first_batch(task, classes, logits, target, self.ignore_index)

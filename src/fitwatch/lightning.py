@@ -1,0 +1,280 @@
+"""PyTorch Lightning adapter: ``FitWatch``, a thin callback over :class:`fitwatch.observer.Observer`.
+
+.. code-block:: python
+
+    from fitwatch.lightning import FitWatch
+
+    trainer = L.Trainer(logger=TensorBoardLogger("runs"), callbacks=[FitWatch(class_names=["neg", "pos"])])
+
+Predictions come from the step outputs: ``training_step`` / ``validation_step`` return a dict with
+``loss`` and ``logits`` and the batch is ``(x, y)`` or a dict with ``labels``; or pass
+``extract=fn`` with ``fn(batch, outputs) -> (logits, target)``.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+try:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.loggers import TensorBoardLogger
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "fitwatch.lightning needs PyTorch Lightning: pip install 'fitwatch[lightning]' (or pip install lightning)."
+    ) from err
+from torch import Tensor
+
+from fitwatch.config import FitWatchConfig, resolve_config
+from fitwatch.findings import Finding
+from fitwatch.metrics.audit import looks_pretrained
+from fitwatch.observer import Observer
+from fitwatch.sinks.base import Sink
+from fitwatch.sinks.jsonl import JsonlSink
+from fitwatch.sinks.tensorboard import TensorBoardSink
+from fitwatch.sinks.warn import WarningSink
+
+__all__ = ["FitWatch", "default_extract"]
+
+Extract = Callable[[Any, Any], "tuple[Tensor, Tensor] | None"]
+_TARGET_KEYS = ("labels", "label", "targets", "target", "y")
+_RETURN_HINT = (
+    "return a dict such as {'loss': loss, 'logits': logits} from training_step/validation_step (with batches "
+    "as (x, y) or dicts with 'labels'), or pass FitWatch(extract=fn) with fn(batch, outputs) -> (logits, target)"
+)
+
+
+def default_extract(batch: Any, outputs: Any) -> tuple[Tensor, Tensor] | None:
+    """``(logits, target)`` from a step's ``outputs`` dict and its ``batch``, or ``None`` when absent.
+
+    Raises:
+        TypeError: If ``outputs`` is neither ``None``, a tensor nor a mapping, or ``outputs["logits"]`` is not a tensor.
+    """
+    if outputs is None or isinstance(outputs, Tensor):
+        return None
+    if not isinstance(outputs, Mapping):
+        raise TypeError(
+            f"Expected the step output to be a dict with 'loss' and 'logits' (or a loss tensor), but got "
+            f"{type(outputs).__name__}. To use another format, pass FitWatch(extract=fn)."
+        )
+    logits = outputs.get("logits")
+    if logits is None:
+        return None
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"Expected the step output's 'logits' to be a Tensor, but got {type(logits).__name__}.")
+    target = _target_of(batch)
+    return None if target is None else (logits, target)
+
+
+def _target_of(batch: Any) -> Tensor | None:
+    if isinstance(batch, Mapping):
+        for key in _TARGET_KEYS:
+            if isinstance(batch.get(key), Tensor):
+                return batch[key]
+        return None
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[1], Tensor):
+        return batch[1]
+    return None
+
+
+class FitWatch(Callback):
+    """Logs per-class, calibration, optimizer and gap diagnostics to TensorBoard, and warns when a run
+    goes quietly wrong.
+
+    Args:
+        class_names: Class names in index order (default ``"0", "1", ...``).
+        num_classes: Number of classes when there are no names; inferred from the logits otherwise.
+        task: ``"multiclass"``, ``"binary"``, ``"multilabel"`` or ``"auto"``.
+        n_bins: Calibration bins (default 15).
+        log_every_n_steps: Step-diagnostics interval; default: the Trainer's ``log_every_n_steps``.
+        diag_every_n_steps: Interval of per-block update ratios (0 turns them off; default 50).
+        stop_on: Finding codes or severities that stop training (never by default).
+        config: Every other setting: a :class:`~fitwatch.config.FitWatchConfig`, a mapping, or the path of a
+            YAML preset (``configs/fitwatch/full.yaml``). Arguments above override it.
+        extract: ``fn(batch, outputs) -> (logits, target)`` (or ``None`` to skip a batch) when the step
+            outputs are not a dict with ``logits``.
+        on_finding: Called with every new finding (for alerts, custom actions).
+        log_dir: Where ``findings.jsonl``/``history.json`` go (and the TensorBoard files when the Trainer has
+            no ``TensorBoardLogger``); default: the logger's directory, else ``<default_root_dir>/fitwatch``.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | None = None,
+        *,
+        num_classes: int | None = None,
+        task: str | None = None,
+        n_bins: int | None = None,
+        log_every_n_steps: int | None = None,
+        diag_every_n_steps: int | None = None,
+        stop_on: Sequence[str] | None = None,
+        config: FitWatchConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        extract: Extract | None = None,
+        on_finding: Callable[[Finding], Any] | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = resolve_config(
+            config,
+            class_names=None if class_names is None else tuple(class_names),
+            num_classes=num_classes,
+            task=task,
+            n_bins=n_bins,
+            log_every_n_steps=log_every_n_steps,
+            diag_every_n_steps=diag_every_n_steps,
+            stop_on=None if stop_on is None else tuple(stop_on),
+        )
+        if extract is not None and not callable(extract):
+            raise TypeError(f"Expected `extract` to be a callable (batch, outputs) -> (logits, target), but got {extract!r}.")
+        self.extract = extract
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.observer = Observer(self.config, on_finding=on_finding)
+        self._sinks_ready = False
+        self.run_dir: Path | None = None
+        self._last_step = -1
+        self._checked: set[str] = set()
+
+    # ------------------------------------------------------------------ public
+    @property
+    def findings(self) -> list[Finding]:
+        """Every cause found so far (its latest state), in the order first raised."""
+        return self.observer.findings
+
+    @property
+    def history(self) -> dict[str, list[tuple[int, float]]]:
+        """Every scalar written: ``{tag: [(step, value), ...]}``."""
+        return self.observer.history
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(class_names=self.config.class_names, tag_prefix=self.config.tag_prefix)
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_sinks(self, trainer: pl.Trainer) -> None:
+        if self._sinks_ready:
+            return
+        self._sinks_ready = True
+        if not trainer.is_global_zero:
+            self.observer.set_sinks([])
+            return
+        tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        sinks: list[Sink] = [WarningSink(warn=self.config.warn)]
+        if tb is not None:
+            run_dir = Path(self.log_dir or tb.log_dir)
+            sinks.append(TensorBoardSink(lambda: tb.experiment, prefix=self.config.tag_prefix, images=self.config.images, own_writer=False))
+        else:
+            run_dir = Path(self.log_dir or Path(trainer.default_root_dir) / "fitwatch")
+            sinks.append(TensorBoardSink.for_directory(run_dir, prefix=self.config.tag_prefix, images=self.config.images))
+        sinks.append(JsonlSink(run_dir, findings_file=self.config.findings_file))
+        self.run_dir = run_dir
+        self.observer.set_sinks(sinks)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._setup_sinks(trainer)
+        self._last_step = trainer.global_step
+        max_steps = trainer.estimated_stepping_batches
+        self.observer.fit_start(
+            pl_module,
+            trainer.optimizers,
+            step=trainer.global_step,
+            epoch=trainer.current_epoch,
+            max_steps=int(max_steps) if max_steps != float("inf") else None,
+            pretrained=looks_pretrained(pl_module),
+            log_every_n_steps=trainer.log_every_n_steps,
+        )
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._setup_sinks(trainer)
+
+    # ------------------------------------------------------------------ training
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        pair = self._extract(batch, outputs, "training_step")
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs if isinstance(outputs, Tensor) else None
+        self.observer.train_batch(*(pair or (None, None)), loss)
+        if trainer.global_step != self._last_step:  # an optimizer step happened in this batch
+            self._last_step = trainer.global_step
+            self.observer.after_optimizer_step(pl_module, trainer.global_step, trainer.current_epoch)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        self.observer.before_optimizer_step(pl_module, trainer.optimizers, trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.observer.end_train_epoch(step=trainer.global_step, epoch=trainer.current_epoch)
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if trainer.sanity_checking or dataloader_idx != 0:
+            return
+        pair = self._extract(batch, outputs, "validation_step")
+        if pair is not None:
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else None
+            self.observer.eval_batch(*pair, loss)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        fitting = trainer.state.fn == "fit"
+        self.observer.end_evaluation(
+            step=trainer.global_step,
+            epoch=trainer.current_epoch,
+            model=pl_module if fitting else None,
+            optimizers=trainer.optimizers if fitting else (),
+        )
+        if fitting and self.config.stop_on:
+            should_stop = trainer.strategy.reduce_boolean_decision(self.observer.monitor.should_stop, all=False)
+            trainer.should_stop = trainer.should_stop or should_stop
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.observer.end()
+
+    # ------------------------------------------------------------------ extraction
+    def _extract(self, batch: Any, outputs: Any, where: str) -> tuple[Tensor, Tensor] | None:
+        """Logits and target of one batch; set-up errors raise on the first batch, later problems warn once."""
+        first = where not in self._checked
+        self._checked.add(where)
+        try:
+            pair = (self.extract or default_extract)(batch, outputs)
+        except TypeError:
+            if first:
+                raise
+            pair = None
+        except Exception as err:  # noqa: BLE001  (a user extract that raises skips the batch, never the run)
+            self.observer.warn_once(
+                f"extract-raised-{where}",
+                f"fitwatch: `extract` raised on a {where} batch; that batch is skipped (warned once).\n"
+                + "".join(traceback.format_exception(type(err), err, err.__traceback__)),
+            )
+            return None
+        if pair is None:
+            self.observer.warn_once(
+                f"no-logits-{where}",
+                f"fitwatch: no logits from {where}, so per-class and calibration metrics for it are off "
+                f"(optimizer diagnostics keep working). To enable them, {_RETURN_HINT}.",
+            )
+            return None
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(t, Tensor) for t in pair)):
+            message = f"Expected `extract` to return (logits, target) tensors or None, but got {type(pair).__name__}."
+            if first:
+                raise TypeError(message)
+            self.observer.warn_once(f"extract-type-{where}", f"fitwatch: {message} Batch skipped.")
+            return None
+        return pair
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {"observer": self.observer.state_dict(), "last_step": self._last_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.observer.load_state_dict(state_dict.get("observer", {}))
+        self._last_step = state_dict.get("last_step", self._last_step)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_sinks_ready"] = False  # writers and files are reopened where the copy runs
+        return state

@@ -1,0 +1,213 @@
+"""The Monitor: keeps the series, feeds the detectors, hands scalars and findings to the sinks.
+
+Framework-free and torch-free: it reads plain-number records, so the callbacks and ``fitwatch report``
+(which rebuilds records from TensorBoard event files) share it.
+
+>>> from fitwatch.detect.records import EvalRecord
+>>> m = Monitor(detectors=[])
+>>> for step, (val, train) in enumerate([(0.9, 1.0), (0.8, 0.6), (0.85, 0.4)]):
+...     _ = m.evaluation(EvalRecord(step=step, epoch=step, val={"loss": val}, train={"loss": train}))
+>>> [round(v, 2) for _, v in m.history["gap/loss"]]
+[-0.1, 0.2, 0.45]
+>>> [(step, round(v, 3)) for step, v in m.history["gap/loss_slope"]]
+[(2, 0.275)]
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from fitwatch.detect.base import Detector, build_detectors
+from fitwatch.detect.records import AuditRecord, EvalRecord, StepRecord
+from fitwatch.detect.trends import theil_sen_slope
+from fitwatch.findings import Finding, Severity
+from fitwatch.sinks.base import EvaluationDetails, GuardedSinks, Sink
+from fitwatch.sinks.tags import tag
+from fitwatch.warnings import FitWatchRuntimeWarning
+
+__all__ = ["GAP_METRICS", "Monitor"]
+
+#: Metrics whose validation-minus-training gap (and its trend) is tracked.
+GAP_METRICS = ("loss", "accuracy", "ece")
+
+Record = EvalRecord | StepRecord | AuditRecord
+
+
+class Monitor:
+    """Series, detectors and sinks of one run.
+
+    Args:
+        detectors: Detector instances; ``None`` builds every registered detector with ``detector_settings``.
+        detector_settings: Per-detector settings by name (``FitWatchConfig.detectors``).
+        sinks: Where scalars and findings go (none on non-zero ranks).
+        stop_on: Finding codes or severity names that make :attr:`should_stop` true.
+        on_finding: Called with each new cause (and each escalation of one); exceptions in it are warned
+            about once and ignored.
+        gap_window: Evaluations the gap trend looks back over.
+        prefix: Tag prefix.
+    """
+
+    def __init__(
+        self,
+        *,
+        detectors: Sequence[Detector] | None = None,
+        detector_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        sinks: Sequence[Sink] = (),
+        stop_on: Iterable[str] = (),
+        on_finding: Callable[[Finding], Any] | None = None,
+        gap_window: int = 5,
+        prefix: str = "",
+    ) -> None:
+        self.detectors = list(build_detectors(detector_settings) if detectors is None else detectors)
+        self.sinks = GuardedSinks(sinks)
+        self.stop_on = tuple(stop_on)
+        self.on_finding = on_finding
+        self.gap_window = gap_window
+        self.prefix = prefix
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self._causes: dict[tuple[str, str], Finding] = {}
+        self._broken: set[str] = set()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def findings(self) -> list[Finding]:
+        """The current state of every cause found so far, in the order first raised."""
+        return list(self._causes.values())
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether a current finding matches ``stop_on`` (a code, or a severity at or above a named one)."""
+        if not self.stop_on:
+            return False
+        codes = {s for s in self.stop_on if s.startswith("FW-")}
+        levels = [Severity.parse(s) for s in self.stop_on if not s.startswith("FW-")]
+        least = min(levels) if levels else None
+        return any(f.code in codes or (least is not None and f.severity >= least) for f in self._causes.values())
+
+    # ------------------------------------------------------------------ writing
+    def log(self, values: Mapping[str, float], step: int, *, dashboard: bool = True) -> None:
+        """Record scalars in :attr:`history`; also send them to the sinks unless ``dashboard=False``."""
+        clean = {}
+        for name, value in values.items():
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                continue
+            self.history.setdefault(name, []).append((int(step), v))
+            clean[name] = v
+        if dashboard and clean:
+            self.sinks.call("scalars", clean, int(step))
+
+    def details(self, details: EvaluationDetails, step: int) -> None:
+        self.sinks.call("evaluation", details, int(step))
+
+    def text(self, name: str, text: str, step: int) -> None:
+        self.sinks.call("text", name, text, int(step))
+
+    # ------------------------------------------------------------------ records
+    def step(self, record: StepRecord) -> list[Finding]:
+        return self._detect(record)
+
+    def audit(self, record: AuditRecord) -> list[Finding]:
+        return self._detect(record)
+
+    def evaluation(self, record: EvalRecord) -> list[Finding]:
+        """Log the train-validation gaps and their trends, run the detectors, flush the sinks."""
+        gaps = {}
+        for metric in GAP_METRICS:
+            val, train = record.val.get(metric), record.train.get(metric)
+            if val is None or train is None or not (math.isfinite(val) and math.isfinite(train)):
+                continue
+            name = tag("gap", metric, prefix=self.prefix)
+            gaps[name] = val - train
+            recent = [v for _, v in self.history.get(name, [])][-(self.gap_window - 1) :] + [val - train]
+            if len(recent) >= 3:
+                gaps[tag("gap", metric + "_slope", prefix=self.prefix)] = theil_sen_slope(recent)
+        self.log(gaps, record.step)
+        found = self._detect(record)
+        self.sinks.call("flush", self.history)
+        return found
+
+    def report(self, finding: Finding) -> bool:
+        """Show a finding made outside the detectors (a data check). Returns whether the cause is new."""
+        return self._show(finding)
+
+    def _detect(self, record: Record) -> list[Finding]:
+        found = []
+        for detector in self.detectors:
+            if detector.name in self._broken or not isinstance(record, detector.record_types):
+                continue
+            try:
+                finding = detector.update(record)
+            except Exception as err:  # noqa: BLE001  (a detector bug must never stop training)
+                self._broken.add(detector.name)
+                warnings.warn(
+                    f"fitwatch: detector {detector.name!r} failed on a {type(record).__name__} at step {record.step} "
+                    f"({type(err).__name__}: {err}) and is disabled for the rest of the run.",
+                    FitWatchRuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            if finding is not None:
+                self._show(finding)
+                found.append(finding)
+        return found
+
+    def _show(self, finding: Finding) -> bool:
+        previous = self._causes.get(finding.key)
+        new = previous is None or finding.severity > previous.severity
+        self._causes[finding.key] = finding
+        self.log(
+            {
+                tag("findings", finding.code, prefix=self.prefix): float(int(finding.severity)),
+                tag("findings", "count", prefix=self.prefix): float(len(self._causes)),
+            },
+            finding.step,
+        )
+        self.sinks.call("finding", finding, new=new)
+        if new and self.on_finding is not None:
+            try:
+                self.on_finding(finding)
+            except Exception as err:  # noqa: BLE001
+                warnings.warn(
+                    f"fitwatch: the `on_finding` hook raised {type(err).__name__}: {err}; training continues.",
+                    FitWatchRuntimeWarning,
+                    stacklevel=2,
+                )
+        return new
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        self.sinks.call("flush", self.history)
+        self.sinks.call("close")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Writers and open files do not pickle; a copy gets its sinks from its adapter where it runs.
+        state = self.__dict__.copy()
+        state["sinks"] = GuardedSinks([])
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe state: history, current findings and every detector's state."""
+        return {
+            "history": {k: [list(p) for p in v] for k, v in self.history.items()},
+            "findings": [f.to_dict() for f in self._causes.values()],
+            "detectors": {d.name: d.state_dict() for d in self.detectors},
+            "broken": sorted(self._broken),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; keys added in later versions may be missing."""
+        self.history = {k: [(int(s), float(v) if v is not None else math.nan) for s, v in pts] for k, pts in state.get("history", {}).items()}
+        self._causes = {}
+        for data in state.get("findings", []):
+            f = Finding.from_dict(data)
+            self._causes[f.key] = f
+        saved = state.get("detectors", {})
+        for detector in self.detectors:
+            if detector.name in saved:
+                detector.load_state_dict(saved[detector.name])
+        self._broken = set(state.get("broken", []))

@@ -1,0 +1,360 @@
+"""The torch-side core both adapters share: what to accumulate and read, given *when* to.
+
+An adapter (``fitwatch.lightning``, ``fitwatch.hf``) maps its framework's hooks onto these calls:
+
+==========================  =================================================================
+call                        does
+==========================  =================================================================
+``fit_start``               audits model and optimizers, fingerprints trainable parameters
+``train_batch``             accumulates training logits and loss on device (no host sync)
+``before_optimizer_step``   on logging steps: hyperparameters, gradient norm; on diag steps:
+                            snapshot for update ratios
+``after_optimizer_step``    update ratios; on logging steps: one :class:`StepRecord`
+``eval_batch``              accumulates validation logits and loss on device
+``end_evaluation``          reduces across ranks, computes, logs, feeds the detectors
+``end_train_epoch``         logs training metrics if no evaluation took them this epoch
+``end``                     flushes and closes the sinks
+==========================  =================================================================
+
+Host syncs happen only in ``end_evaluation``, on logging steps, on the first batch (shape and label
+checks) and in ``fit_start``; every other call only enqueues device work.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fitwatch.config import FitWatchConfig
+from fitwatch.detect.records import EvalRecord, StepRecord
+from fitwatch.findings import Finding
+from fitwatch.metrics.accumulator import PredictionAccumulator, SplitResult
+from fitwatch.metrics.audit import audit_model
+from fitwatch.metrics.optim import (
+    UpdateRatioTracker,
+    global_norm,
+    hyperparameters,
+    parameter_fingerprints,
+    trainable_parameters,
+)
+from fitwatch.monitor import Monitor
+from fitwatch.sinks.base import EvaluationDetails, Sink
+from fitwatch.sinks.tags import tag
+from fitwatch.warnings import FitWatchRuntimeWarning
+
+__all__ = ["PER_CLASS_AUTO_MAX", "Observer"]
+
+#: With ``per_class="auto"``, every class gets per-class scalars up to this many classes; beyond, only the
+#: ``per_class_top_k`` worst by validation F1 (the history, images and JSON keep all of them).
+PER_CLASS_AUTO_MAX = 50
+_PERFORMANCE = ("loss", "accuracy", "macro_f1", "weighted_f1")
+_CALIBRATION = ("ece", "mce", "adaptive_ece", "classwise_ece", "ece_chance", "brier", "nll")
+_HEALTH = ("samples", "nonfinite_logits", "invalid_targets", "nonfinite_loss")
+_PER_CLASS = ("precision", "recall", "f1", "support")
+
+
+class Observer:
+    """Accumulates predictions, reads optimizer and model state, hands plain numbers to a :class:`Monitor`.
+
+    Args:
+        config: The settings.
+        on_finding: User hook called with each new finding.
+    """
+
+    def __init__(self, config: FitWatchConfig, *, on_finding: Callable[[Finding], Any] | None = None) -> None:
+        self.config = config
+        self.monitor = Monitor(
+            detector_settings=config.detectors,
+            stop_on=config.stop_on,
+            on_finding=on_finding,
+            gap_window=config.gap_window,
+            prefix=config.tag_prefix,
+        )
+        num_classes = config.num_classes if config.num_classes is not None else (
+            len(config.class_names) if config.class_names is not None and config.task != "binary" else None
+        )
+        kwargs = dict(
+            task=config.task,
+            num_classes=num_classes,
+            ignore_index=config.ignore_index,
+            n_bins=config.n_bins,
+            classwise_ece=config.classwise_ece,
+            confusion_max_classes=config.confusion_matrix_max_classes,
+            classes_from="class_names" if config.class_names is not None and config.num_classes is None else "num_classes",
+        )
+        self.train = PredictionAccumulator(**kwargs)
+        self.val = PredictionAccumulator(**kwargs)
+        self.log_every_n_steps = config.log_every_n_steps or 50
+        self.max_steps: int | None = None
+        self.pretrained: bool | None = None
+        self._ratios = UpdateRatioTracker()
+        self._pending_ratios: dict[str, Tensor] = {}
+        self._grad_norm: Tensor | None = None
+        self._hparams: dict[str, dict[str, float]] = {}
+        self._step_loss: Tensor | None = None  # sum of micro-batch losses of the current optimizer step
+        self._micro_batches = 0
+        self._losses: Tensor | None = None  # per-step mean losses since the last StepRecord
+        self._logged_losses = 0
+        self._fingerprints: dict[str, Tensor] | None = None
+        self._train_flushed = True
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ wiring
+    def set_sinks(self, sinks: Sequence[Sink]) -> None:
+        """Attach the sinks (an empty list on non-zero ranks)."""
+        from fitwatch.sinks.base import GuardedSinks
+
+        self.monitor.sinks = GuardedSinks(sinks)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.monitor.findings
+
+    @property
+    def history(self) -> dict[str, list[tuple[int, float]]]:
+        return self.monitor.history
+
+    def warn_once(self, key: str, message: str) -> None:
+        """A :class:`FitWatchRuntimeWarning` the first time ``key`` is seen, never again in this run."""
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, FitWatchRuntimeWarning, stacklevel=3)
+
+    def is_logging_step(self, step: int) -> bool:
+        """Whether the optimizer step that starts from ``step`` completed steps is a logging step."""
+        return (step + 1) % self.log_every_n_steps == 0
+
+    def is_diag_step(self, step: int) -> bool:
+        every = self.config.diag_every_n_steps
+        return every > 0 and (step + 1) % every == 0
+
+    # ------------------------------------------------------------------ fit
+    def fit_start(
+        self,
+        model: nn.Module,
+        optimizers: Sequence[torch.optim.Optimizer],
+        *,
+        step: int,
+        epoch: int | None,
+        max_steps: int | None = None,
+        pretrained: bool | None = None,
+        log_every_n_steps: int | None = None,
+    ) -> None:
+        if self.config.log_every_n_steps is None and log_every_n_steps:
+            self.log_every_n_steps = int(log_every_n_steps)
+        self.max_steps = max_steps if max_steps and max_steps > 0 else None
+        self.pretrained = pretrained
+        self._fingerprints = parameter_fingerprints(trainable_parameters(model))
+        record = audit_model(model, optimizers, step=step, epoch=epoch, pretrained=pretrained, max_steps=self.max_steps)
+        self.monitor.audit(record)
+
+    def train_batch(self, logits: Tensor | None, target: Tensor | None, loss: Tensor | float | None) -> None:
+        if loss is not None:
+            loss_t = torch.as_tensor(loss).detach().float().reshape(-1)[0]
+            self._step_loss = loss_t if self._step_loss is None else self._step_loss + loss_t
+            self._micro_batches += 1
+        if logits is not None and target is not None and self.config.train_metrics:
+            self.train.update(logits, target, loss)
+            self._train_flushed = False
+
+    def before_optimizer_step(self, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], step: int) -> None:
+        if self.is_logging_step(step):
+            self._hparams = hyperparameters(optimizers)
+            if self.config.grad_norm:
+                grads = [p.grad for _, p in trainable_parameters(model) if p.grad is not None]
+                self._grad_norm = global_norm(grads) if grads else None
+        if self.is_diag_step(step):
+            self._ratios.snapshot(trainable_parameters(model))
+
+    def after_optimizer_step(self, model: nn.Module, step: int, epoch: int | None) -> None:
+        """Call after the optimizer step; ``step`` counts completed optimizer steps (this one included)."""
+        if self._step_loss is not None:
+            mean = self._step_loss / max(self._micro_batches, 1)
+            if self._losses is None or self._losses.device != mean.device:
+                self._losses = torch.zeros(self.log_every_n_steps, device=mean.device)
+                self._logged_losses = 0
+            self._losses[self._logged_losses % self.log_every_n_steps] = mean
+            self._logged_losses += 1
+            self._step_loss, self._micro_batches = None, 0
+        if self._ratios.pending:
+            self._pending_ratios = self._ratios.ratios()
+        if self.is_logging_step(step - 1):
+            self._log_step(model, step, epoch)
+
+    def _log_step(self, model: nn.Module, step: int, epoch: int | None) -> None:
+        n = min(self._logged_losses, self.log_every_n_steps)
+        losses = self._losses[:n].tolist() if self._losses is not None and n else []
+        self._logged_losses = 0
+        nonfinite_loss = sum(1 for v in losses if not math.isfinite(v))
+        grad_norm = float(self._grad_norm) if self._grad_norm is not None else None
+        self._grad_norm = None
+        weight_norm = float(global_norm([p for _, p in trainable_parameters(model)])) if self.config.grad_norm else None
+        ratios = {block: float(r) for block, r in self._pending_ratios.items()}
+        self._pending_ratios = {}
+        prefix = self.config.tag_prefix
+        scalars: dict[str, float] = {}
+        for key, per_group in self._hparams.items():
+            for group, value in per_group.items():
+                scalars[tag("optimizer", key, subject=group, prefix=prefix)] = value
+        finite_losses = [v for v in losses if math.isfinite(v)]
+        if finite_losses:
+            scalars[tag("performance", "step_loss", split="train", prefix=prefix)] = sum(finite_losses) / len(finite_losses)
+        if grad_norm is not None:
+            scalars[tag("optimizer", "grad_norm", prefix=prefix)] = grad_norm
+        if weight_norm is not None:
+            scalars[tag("weights", "norm", prefix=prefix)] = weight_norm
+        for block, ratio in ratios.items():
+            scalars[tag("weights", "update_ratio", subject=block, prefix=prefix)] = ratio
+        scalars[tag("health", "nonfinite_loss_steps", prefix=prefix)] = float(nonfinite_loss)
+        self.monitor.log(scalars, step)
+        nonfinite = {"loss": nonfinite_loss}
+        if grad_norm is not None:
+            nonfinite["grad"] = 0 if math.isfinite(grad_norm) else 1
+        self.monitor.step(
+            StepRecord(
+                step=step,
+                epoch=epoch,
+                losses=losses,
+                lr=list(self._hparams.get("lr", {}).values()),
+                grad_norm=grad_norm,
+                weight_norm=weight_norm,
+                update_ratios=ratios,
+                nonfinite=nonfinite,
+                progress=self.progress(step),
+            )
+        )
+
+    def progress(self, step: int) -> float | None:
+        return min(step / self.max_steps, 1.0) if self.max_steps else None
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_batch(self, logits: Tensor, target: Tensor, loss: Tensor | float | None) -> None:
+        self.val.update(logits, target, loss)
+
+    def end_evaluation(
+        self,
+        *,
+        step: int,
+        epoch: int | None,
+        model: nn.Module | None = None,
+        optimizers: Sequence[torch.optim.Optimizer] = (),
+    ) -> list[Finding]:
+        """Reduce, compute and log validation and training-interval metrics; run the detectors.
+
+        Every rank must call it (the reduction is a collective). Returns the findings of this evaluation.
+        """
+        self.val.sync()
+        self.train.sync()
+        if not self.val.initialized:  # no batch with logits (empty loader, or the adapter already warned why)
+            return []
+        val = self.val.compute()
+        train = self.train.compute() if self.train.initialized and self.config.train_metrics else None
+        if train is not None and not train.summary.get("batches"):
+            train = None
+        names = self.class_names()
+        self._log_split(val, "val", step, names, rank_by=val)
+        self.monitor.details(
+            EvaluationDetails(split="val", class_names=names, confusion=val.confusion, reliability=val.reliability, per_class=val.per_class),
+            step,
+        )
+        if train is not None:
+            self._log_split(train, "train", step, names, rank_by=val)
+        findings = self.monitor.evaluation(
+            EvalRecord(
+                step=step,
+                epoch=epoch,
+                val=_with_loss(val.summary),
+                train=_with_loss(train.summary) if train is not None else {},
+                val_per_class=val.per_class,
+                class_names=names,
+                lr=list(hyperparameters(optimizers)["lr"].values()) if optimizers else [],
+                progress=self.progress(step),
+            )
+        )
+        if model is not None and optimizers:
+            findings += self.monitor.audit(
+                audit_model(model, optimizers, step=step, epoch=epoch, fingerprints=self._fingerprints,
+                            pretrained=self.pretrained, max_steps=self.max_steps)
+            )
+        self.val.reset()
+        self.train.reset()
+        self._train_flushed = True
+        return findings
+
+    def end_train_epoch(self, *, step: int, epoch: int | None) -> None:
+        """Log the training metrics of an epoch that had no evaluation."""
+        if self._train_flushed or not self.train.initialized:
+            return
+        self.train.sync()
+        train = self.train.compute()
+        if train.summary.get("batches"):
+            self._log_split(train, "train", step, self.class_names(), rank_by=train)
+            self.monitor.sinks.call("flush", self.monitor.history)
+        self.train.reset()
+        self._train_flushed = True
+
+    def end(self) -> None:
+        self.monitor.close()
+
+    def class_names(self) -> list[str]:
+        if self.config.class_names is not None:
+            return list(self.config.class_names)
+        k = self.val.num_classes or self.train.num_classes or 0
+        return [str(i) for i in range(k)]
+
+    def _log_split(self, result: SplitResult, split: str, step: int, names: Sequence[str], rank_by: SplitResult) -> None:
+        prefix = self.config.tag_prefix
+        summary = _with_loss(result.summary)
+        scalars: dict[str, float] = {}
+        for section, metrics in (("performance", _PERFORMANCE), ("calibration", _CALIBRATION), ("health", _HEALTH)):
+            for metric in metrics:
+                if metric in summary:
+                    scalars[tag(section, metric, split=split, prefix=prefix)] = summary[metric]
+        dashboard_classes = self._dashboard_classes(names, rank_by)
+        hidden: dict[str, float] = {}
+        for metric in _PER_CLASS:
+            for i, value in enumerate(result.per_class.get(metric, [])):
+                name = tag("per_class", metric, subject=names[i] if i < len(names) else str(i), split=split, prefix=prefix)
+                (scalars if i in dashboard_classes else hidden)[name] = value
+        self.monitor.log(scalars, step)
+        if hidden:
+            self.monitor.log(hidden, step, dashboard=False)
+
+    def _dashboard_classes(self, names: Sequence[str], rank_by: SplitResult) -> set[int]:
+        mode = self.config.per_class
+        k = len(names)
+        if mode == "off":
+            return set()
+        if mode == "all" or (mode == "auto" and k <= PER_CLASS_AUTO_MAX):
+            return set(range(k))
+        f1 = rank_by.per_class.get("f1", [])
+        order = sorted(range(len(f1)), key=lambda i: f1[i])
+        return set(order[: self.config.per_class_top_k])
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "monitor": self.monitor.state_dict(),
+            "train": self.train.state_dict(),
+            "log_every_n_steps": self.log_every_n_steps,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "monitor" in state:
+            self.monitor.load_state_dict(state["monitor"])
+        if state.get("train"):
+            self.train.load_state_dict(state["train"])
+            self._train_flushed = not self.train.initialized
+
+
+def _with_loss(summary: Mapping[str, float]) -> dict[str, float]:
+    """The summary with ``loss`` filled from the NLL when the training code handed over no loss."""
+    out = dict(summary)
+    if "loss" not in out and "nll" in out:
+        out["loss"] = out["nll"]
+    return out

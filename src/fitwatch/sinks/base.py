@@ -1,0 +1,86 @@
+"""The sink interface, and the guard that keeps a failing sink from touching training."""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fitwatch.findings import Finding
+from fitwatch.warnings import FitWatchRuntimeWarning
+
+__all__ = ["EvaluationDetails", "GuardedSinks", "Sink"]
+
+
+@dataclass(frozen=True)
+class EvaluationDetails:
+    """What an image-drawing sink needs from one split at one evaluation (plain numbers only)."""
+
+    split: str
+    class_names: Sequence[str]
+    confusion: list[list[int]] | None = None
+    reliability: Mapping[str, list[float]] = field(default_factory=dict)
+    per_class: Mapping[str, list[float]] = field(default_factory=dict)
+
+
+class Sink:
+    """Where scalars, findings and evaluation details go. Every method is optional (a no-op here).
+
+    Sinks show; they never decide. They are created on rank zero only.
+    """
+
+    name = "sink"
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Write scalar ``values`` (tag -> number) at ``step``."""
+
+    def finding(self, finding: Finding, *, new: bool) -> None:
+        """Show a finding: ``new`` for a cause seen for the first time (or escalated), else an update."""
+
+    def evaluation(self, details: EvaluationDetails, step: int) -> None:
+        """Per-evaluation details (confusion matrix, reliability bins) for images."""
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Free text (markdown), such as a data-check report."""
+
+    def flush(self, history: Mapping[str, Sequence[tuple[int, float]]]) -> None:
+        """Called after each evaluation and at the end, with the whole scalar history."""
+
+    def close(self) -> None:
+        """Release files and writers."""
+
+
+class GuardedSinks:
+    """Calls every sink, and turns a sink's exception into one :class:`FitWatchRuntimeWarning`.
+
+    A sink that raised is disabled for the rest of the run; the others, the in-memory history and
+    training go on.
+    """
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self._sinks = list(sinks)
+        self.failed: dict[str, str] = {}
+
+    @property
+    def active(self) -> list[Sink]:
+        return list(self._sinks)
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        for sink in list(self._sinks):
+            try:
+                getattr(sink, method)(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001  (a sink must never take training down)
+                self._sinks.remove(sink)
+                self.failed[sink.name] = "".join(traceback.format_exception_only(type(err), err)).strip()
+                warnings.warn(
+                    f"fitwatch: the {sink.name} sink failed in {method}() and is disabled for the rest of the run "
+                    f"({self.failed[sink.name]}). Training continues; the in-memory history and other sinks are kept.",
+                    FitWatchRuntimeWarning,
+                    stacklevel=2,
+                )
+                try:
+                    sink.close()
+                except Exception:  # noqa: BLE001
+                    pass
