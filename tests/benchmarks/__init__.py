@@ -1,0 +1,1 @@
+"""Tests of the benchmarks package (a package, like the other test folders, so basenames never clash)."""
