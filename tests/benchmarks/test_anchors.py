@@ -60,7 +60,7 @@ def real_lightning(values, *, patience, min_delta, mode, check_finite):
 @pytest.mark.parametrize("mode", ["min", "max"])
 @pytest.mark.parametrize("check_finite", [True, False])
 def test_lightning_early_stopping_matches_lightning(mode, check_finite):
-    rng = random.Random(hash((mode, check_finite)) % 1000)
+    rng = random.Random(f"lightning-{mode}-{check_finite}")
     stops = 0
     for _ in range(300):
         values = random_series(rng, non_finite=True)
@@ -134,7 +134,7 @@ def real_reduce_lr_on_plateau(values, **kwargs):
 @pytest.mark.parametrize("mode", ["min", "max"])
 @pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
 def test_reduce_lr_on_plateau_matches_torch(mode, threshold_mode):
-    rng = random.Random(len(mode) * 10 + len(threshold_mode))
+    rng = random.Random(f"torch-{mode}-{threshold_mode}")
     reductions = 0
     for _ in range(300):
         values = random_series(rng, non_finite=True)
