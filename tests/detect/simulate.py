@@ -17,9 +17,10 @@ of a calibrated model's accuracy from its confidence, which makes the ECE and ``
 
 from __future__ import annotations
 
+import json
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from fitwatch.detect.base import Detector
@@ -302,9 +303,52 @@ def leaky(seed: int, n_evals: int = 12, noise: float = 0.01) -> Run:
 # --------------------------------------------------------------------------------------- measuring
 
 
+def records_from(*, lr: Sequence[Sequence[float]] | None = None, progress: Sequence[float | None] | None = None,
+                 per_class: Sequence[dict] | None = None, class_names: Sequence[str] = (),
+                 **columns: Sequence[float | None]) -> list[EvalRecord]:
+    """Records from per-evaluation columns: ``val_<metric>=[...]`` and ``train_<metric>=[...]`` (a None entry
+    leaves the key out), ``lr`` (per group), ``progress``, ``per_class`` (``val_per_class`` dicts).
+    Evaluation ``i`` has epoch ``i`` and step ``100 (i + 1)``.
+
+    >>> r = records_from(val_loss=[1.0, None], train_loss=[2.0, 1.5])
+    >>> r[1].val, r[1].train, r[1].epoch, r[1].step
+    ({}, {'loss': 1.5}, 1, 200)
+    """
+    lengths = {len(c) for c in columns.values()} | {len(x) for x in (lr, progress, per_class) if x is not None}
+    (n,) = lengths
+    records = []
+    for i in range(n):
+        split: dict[str, dict[str, float]] = {"val": {}, "train": {}}
+        for name, column in columns.items():
+            where, metric = name.split("_", 1)
+            if column[i] is not None:
+                split[where][metric] = column[i]  # type: ignore[assignment]
+        records.append(EvalRecord(step=100 * (i + 1), epoch=i, val=split["val"], train=split["train"],
+                                  val_per_class=per_class[i] if per_class else {}, class_names=class_names,
+                                  lr=lr[i] if lr else (), progress=progress[i] if progress else None))
+    return records
+
+
+
 def replay(detector: Detector, records: Iterable[EvalRecord]) -> list[Finding | None]:
     """The detector's answer to each record, in order."""
     return [detector.update(r) for r in records]
+
+
+def resumed(make: Callable[[], Detector], records: Sequence[EvalRecord], split: int) -> list[Finding | None]:
+    """The answers of a detector saved after ``split`` records, its state passed through strict JSON
+    (no NaN), and restored into a fresh detector that reads the rest."""
+    first = make()
+    out = [first.update(r) for r in records[:split]]
+    state = json.loads(json.dumps(first.state_dict(), allow_nan=False))
+    second = make()
+    second.load_state_dict(state)
+    return out + [second.update(r) for r in records[split:]]
+
+
+def as_dicts(findings: Iterable[Finding | None]) -> list[dict | None]:
+    """Findings as plain dicts, for equality checks."""
+    return [None if f is None else f.to_dict() for f in findings]
 
 
 def first_index(findings: Sequence[Finding | None], *, severity: Severity = Severity.WARNING,

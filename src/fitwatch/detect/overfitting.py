@@ -311,7 +311,8 @@ class SubtleOverfittingDetector(_RiseDetector):
             return None
         samples = finite_or_none(val.get("samples"))
         se = math.sqrt(max(score_now * (1 - score_now), 0.0) / samples) if samples and samples > 0 else 0.0
-        if score_now < score_then - max(self.accuracy_tolerance, self.accuracy_se * se):
+        tolerance = max(self.accuracy_tolerance, self.accuracy_se * se)
+        if score_now < score_then - tolerance:
             return None
         ece_now = self.ece[-1]
         ece_before = finite(self.ece[max(0, b - 2): b + 1])
@@ -322,14 +323,14 @@ class SubtleOverfittingDetector(_RiseDetector):
         margin = max(self.ece_min_rise, self.ece_chance_factor * chance if chance is not None else 0.0)
         if ece_now - ece_then <= margin:
             return None
-        return {"score_then": score_then, "score_now": score_now, "ece_then": ece_then, "ece_now": ece_now,
-                "ece_margin": margin}
+        return {"score_then": score_then, "score_now": score_now, "score_tolerance": tolerance, "ece_then": ece_then,
+                "ece_now": ece_now, "ece_margin": margin}
 
     def _finding(self, record: EvalRecord, rise: Rise, facts: dict[str, float]) -> Finding:
         b = rise.best_index
         name = "accuracy" if self.score_name == "accuracy" else "macro F1"
         s0, s1, e0, e1 = facts["score_then"], facts["score_now"], facts["ece_then"], facts["ece_now"]
-        if s1 - s0 >= 0.005:
+        if s1 - s0 > facts["score_tolerance"]:  # a gain beyond the noise that "holds" allows
             held = f"{name} still improves ({s0:.3f} -> {s1:.3f})"
         else:
             held = f"{name} holds at {s1:.3f}"
@@ -433,12 +434,13 @@ class GapDetector(_RiseDetector):
         slope = theil_sen_slope(recent)
         if not (mk.p_increasing < self.alpha and slope > 0):
             return None
-        widening = slope * (len(recent) - 1)
+        positions = [i for i, g in enumerate(recent) if g is not None]
+        widening = slope * (positions[-1] - positions[0])
         noise = robust_noise(finite(gap))
         if widening <= max(minimum, self.noise_factor * (noise if math.isfinite(noise) else 0.0)):
             return None
         return {"from": values[0], "to": values[-1], "widening": widening, "p_increasing": mk.p_increasing,
-                "noise": noise, "span": float(len(recent))}
+                "noise": noise, "span": float(positions[-1] - positions[0] + 1)}
 
     def _finding(self, record: EvalRecord, loss: dict[str, float] | None, acc: dict[str, float] | None,
                  rise: Rise | None) -> Finding:

@@ -296,7 +296,7 @@ class LRDecayedDetector(Detector):
         peak = max(x for row in self.lr for x in row if x is not None)
         current = max((x for x in self.lr[-1] if x is not None), default=0.0)
         when = f"at {100 * progress:.0f}% of training" if progress is not None else (
-            f"and has stayed there for {self.decayed_run} evaluations while training goes on")
+            f"and stayed there for {self.decayed_run} evaluations as training went on,")
         text = (f"learning rate fell to {current:.3g} (below {100 * self.lr_fraction:.0f}% of its peak {peak:.3g}) "
                 f"{when} while {name} loss was still improving ({first:.3g} -> {last:.3g} over the {span} "
                 f"evaluations before); the schedule ends too early")
