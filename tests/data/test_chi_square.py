@@ -13,11 +13,13 @@ from fitwatch.data.chi_square import chi2_sf, regularized_gamma_q
 
 @pytest.mark.parametrize("dof", [1, 2, 3, 4, 7, 10, 30, 99, 500, 5000])
 def test_chi2_sf_matches_scipy(dof):
-    xs = np.concatenate([np.linspace(0.0, 6.0 * dof + 60.0, 300), [1e-9, 1e-3, dof - 1.0, dof, dof + 1.0, dof + 2.0]])
+    xs = np.concatenate(
+        [np.linspace(0.0, 6.0 * dof + 60.0, 300), [1e-9, 1e-3, dof - 1.0, dof, dof + 1.0, dof + 2.0]]
+    )
     for x in xs[xs >= 0]:
         ref = stats.chi2.sf(x, dof)
         got = chi2_sf(float(x), dof)
-        if ref > 1e-300:   # below that scipy is in the subnormal range
+        if ref > 1e-300:  # below that scipy is in the subnormal range
             assert got == pytest.approx(ref, rel=1e-10, abs=0.0), (x, dof)
         else:
             assert got < 1e-290

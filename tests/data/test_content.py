@@ -13,14 +13,14 @@ from fitwatch.data.content import content_digest, content_tokens, normalize_text
     ("a", "b", "same"),
     [
         ("Hello  World", "hello world", True),
-        ("ﬁne", "fine", True),                      # NFKC folds the ligature
-        ("hello world", "hello, world", False),     # punctuation is content for exact copies
+        ("ﬁne", "fine", True),  # NFKC folds the ligature
+        ("hello world", "hello, world", False),  # punctuation is content for exact copies
         (["A", "b"], ["a", "B"], True),
         (["a b"], ["a", "b"], False),
         ([1, 2, 3], [1, 2, 3], True),
         ([1, 2, 3], [3, 2, 1], False),
         ([np.int64(5)], [5], True),
-        (np.arange(3), torch.arange(3), True),       # same dtype (int64), shape and values
+        (np.arange(3), torch.arange(3), True),  # same dtype (int64), shape and values
         (np.arange(3), np.arange(3, dtype=np.int32), False),
         (np.zeros((2, 3)), np.zeros((3, 2)), False),
         (torch.ones(2, dtype=torch.bfloat16), torch.ones(2, dtype=torch.bfloat16), True),
@@ -29,7 +29,7 @@ from fitwatch.data.content import content_digest, content_tokens, normalize_text
         ({"t": "A", "y": 1}, {"t": "A", "y": 2}, False),
         ({"t": "A", "y": 1}, {"t": "A", "y": 1.0}, False),
         ({"t": "A", "y": None}, {"t": "A", "y": None}, True),
-        ("1 2", [1, 2], False),                       # kinds never collide
+        ("1 2", [1, 2], False),  # kinds never collide
         ([], (), True),
     ],
 )
@@ -52,7 +52,9 @@ def test_kinds_and_tokens():
 
 
 def test_unsupported_samples():
-    with pytest.raises(TypeError, match=r"Expected `val\[2\]` to be text, words, token ids, an array or a mapping"):
+    with pytest.raises(
+        TypeError, match=r"Expected `val\[2\]` to be text, words, token ids, an array or a mapping"
+    ):
         content_digest({1, 2}, name="val[2]")
     with pytest.raises(TypeError, match=r"Expected `sample\['x'\]` to be text"):
         content_digest({"x": object()})

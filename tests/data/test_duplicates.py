@@ -29,16 +29,18 @@ def edit_words(rng: random.Random, text: str, n_edits: int) -> str:
 
 def jaccard_reference(a: str, b: str, n: int) -> float:
     """Plain definition: |A & B| / |A | B| over word n-gram sets."""
+
     def grams(text):
         w = text.lower().split()
         return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)} if len(w) > n else {tuple(w)}
+
     A, B = grams(a), grams(b)
     return len(A & B) / len(A | B)
 
 
 @pytest.fixture(scope="module")
 def planted():
-    """2,000 training texts; 400 validation texts, of which 40 exact (case/space-changed) and 60 near copies."""
+    """2,000 training texts; 400 validation texts, 40 exact (case/space-changed) and 60 near copies."""
     rng = random.Random(0)
     train = [random_text(rng) for _ in range(2000)]
     val, exact_truth, near_truth = [], set(), {}
@@ -67,7 +69,7 @@ def test_planted_exact_and_near_recall_and_precision(planted):
     planted_near = {k for k, s in near_truth.items() if s >= 0.8}
     recall = len(planted_near & found.keys()) / len(planted_near)
     precision = len(planted_near & found.keys()) / len(found)
-    assert recall >= 0.9, recall   # LSH at 16 bands x 8 rows finds a 0.88 pair with probability 0.99
+    assert recall >= 0.9, recall  # LSH at 16 bands x 8 rows finds a 0.88 pair with probability 0.99
     assert precision == 1.0
     for pair, similarity in found.items():  # the reported similarity is the exact Jaccard of the shingle sets
         assert similarity == pytest.approx(jaccard_reference(train[pair[0]], val[pair[1]], 5))
@@ -81,10 +83,10 @@ def test_planted_exact_and_near_recall_and_precision(planted):
 def test_threshold_and_shingle_trade_off():
     a = "the quick brown fox jumps over the lazy dog"
     b = "the quick brown fox jumps over the lazy cat"
-    assert find_duplicates([a], [b], shingle=5).near == ()        # 4 of 6 5-grams shared: Jaccard 0.67
+    assert find_duplicates([a], [b], shingle=5).near == ()  # 4 of 6 5-grams shared: Jaccard 0.67
     (pair,) = find_duplicates([a], [b], shingle=5, threshold=0.6).near
     assert pair[:2] == (0, 0) and pair[2] == pytest.approx(4 / 6)
-    (pair,) = find_duplicates([a], [b], shingle=1, threshold=0.75).near   # word sets: 7 of 9 words
+    (pair,) = find_duplicates([a], [b], shingle=1, threshold=0.75).near  # word sets: 7 of 9 words
     assert pair[2] == pytest.approx(7 / 9)
 
 
@@ -165,7 +167,9 @@ def test_streams_generators():
 
 
 def test_finding():
-    finding = find_duplicates(["a b c d e f", "x"], ["A B C D E F", "y", "z", "w"]).to_finding(step=3, epoch=0)
+    finding = find_duplicates(["a b c d e f", "x"], ["A B C D E F", "y", "z", "w"]).to_finding(
+        step=3, epoch=0
+    )
     assert isinstance(finding, Finding)
     assert finding.code == "FW-LEAK-DUPLICATES"
     assert finding.evidence["n_val_with_copy"] == 1 and finding.evidence["fraction"] == 0.25
@@ -183,19 +187,73 @@ def test_shingles():
 @pytest.mark.parametrize(
     ("train", "val", "kwargs", "error", "match"),
     [
-        (["a", [1]], ["b"], {}, TypeError, r"Expected `train\[1\]` to be text like `val\[0\]`, but got token ids \[1\]"),
-        (["a", 3], ["b"], {}, TypeError, r"Expected `train\[1\]` to be text, words, token ids, an array .* but got int 3"),
-        (["a"], ["b", [1, 2]], {}, TypeError, r"Expected `val\[1\]` to be text like `val\[0\]`, but got token ids"),
-        (["a"], [{1, 2}], {}, TypeError, r"Expected `val\[0\]` to be text, words, token ids, an array or a mapping"),
+        (
+            ["a", [1]],
+            ["b"],
+            {},
+            TypeError,
+            r"Expected `train\[1\]` to be text like `val\[0\]`, but got token ids \[1\]",
+        ),
+        (
+            ["a", 3],
+            ["b"],
+            {},
+            TypeError,
+            r"Expected `train\[1\]` to be text, words, token ids, an array .* but got int 3",
+        ),
+        (
+            ["a"],
+            ["b", [1, 2]],
+            {},
+            TypeError,
+            r"Expected `val\[1\]` to be text like `val\[0\]`, but got token ids",
+        ),
+        (
+            ["a"],
+            [{1, 2}],
+            {},
+            TypeError,
+            r"Expected `val\[0\]` to be text, words, token ids, an array or a mapping",
+        ),
         ([["a", 1]], ["b"], {}, TypeError, r"Expected `train\[0\]` to be text, words, token ids"),
         ([{"t": object()}], [], {}, TypeError, r"Expected `train\[0\]\['t'\]` to be text"),
-        ([[]], ["x"], {}, TypeError, r"Expected `train\[0\]` to be text like `val\[0\]`, but got an empty sequence"),
-        ([], [[], "x"], {}, TypeError, r"Expected `val\[1\]` to be words or token ids like `val\[0\]`, but got text"),
-        (["a"], ["b"], {"field": "text"}, TypeError, r"Expected `val\[0\]` to be a mapping with the field 'text'"),
-        ([{"t": "a"}], [{"t": "a"}], {"field": "text"}, ValueError, r"Expected `val\[0\]` to have the field 'text'"),
+        (
+            [[]],
+            ["x"],
+            {},
+            TypeError,
+            r"Expected `train\[0\]` to be text like `val\[0\]`, but got an empty sequence",
+        ),
+        (
+            [],
+            [[], "x"],
+            {},
+            TypeError,
+            r"Expected `val\[1\]` to be words or token ids like `val\[0\]`, but got text",
+        ),
+        (
+            ["a"],
+            ["b"],
+            {"field": "text"},
+            TypeError,
+            r"Expected `val\[0\]` to be a mapping with the field 'text'",
+        ),
+        (
+            [{"t": "a"}],
+            [{"t": "a"}],
+            {"field": "text"},
+            ValueError,
+            r"Expected `val\[0\]` to have the field 'text'",
+        ),
         ("abc", ["b"], {}, TypeError, "Expected `train` to be a sequence of samples, but got str"),
         (["a"], {"a": 1}, {}, TypeError, "Expected `val` to be a sequence of samples, but got dict"),
-        (["a"], ["b"], {"threshold": 0.0}, ValueError, r"Expected `threshold` to be a float in \(0, 1\], but got 0.0"),
+        (
+            ["a"],
+            ["b"],
+            {"threshold": 0.0},
+            ValueError,
+            r"Expected `threshold` to be a float in \(0, 1\], but got 0.0",
+        ),
         (["a"], ["b"], {"threshold": "0.8"}, TypeError, r"Expected `threshold` to be a float in \(0, 1\]"),
         (["a"], ["b"], {"shingle": 0}, ValueError, "Expected `shingle` to be a positive int, but got 0"),
         (["a"], ["b"], {"num_perm": 1.5}, TypeError, "Expected `num_perm` to be a positive int"),

@@ -17,7 +17,13 @@ from fitwatch.data.fingerprint import FINGERPRINT_FILE, FingerprintChange
 def tiny_bert(**overrides):
     from transformers import BertConfig, BertModel
 
-    settings = dict(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    settings = {
+        "vocab_size": 50,
+        "hidden_size": 8,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 16,
+    }
     settings.update(overrides)
     return BertModel(BertConfig(**settings))
 
@@ -26,7 +32,9 @@ def tiny_tokenizer(vocab=("a", "b"), **kwargs):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(vocab)}}, unk_token="[UNK]"))
+    backend = Tokenizer(
+        models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(vocab)}}, unk_token="[UNK]")
+    )
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[UNK]", **kwargs)
 
@@ -59,7 +67,9 @@ def test_parameter_layout_hash_sees_frozen_layers_and_new_heads():
     frozen = run_fingerprint(model=model)["model"]
     assert frozen["parameters_hash"] != before["parameters_hash"]
     assert frozen["trainable_parameters"] == before["trainable_parameters"] - 12
-    other_head = run_fingerprint(model=torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 5)))["model"]
+    other_head = run_fingerprint(model=torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 5)))[
+        "model"
+    ]
     assert other_head["parameters_hash"] != before["parameters_hash"]
 
 
@@ -76,12 +86,17 @@ def test_tokenizer_hash():
 def test_data_hashes():
     texts = [f"sample {i}" for i in range(5000)]
     fp = run_fingerprint(train_samples=texts, val_samples=texts[:10], max_samples=100)
-    assert fp["data"]["train"] == {"n": 5000, "n_hashed": 100, "sampling": "evenly spaced", "hash": fp["data"]["train"]["hash"]}
+    assert fp["data"]["train"] == {
+        "n": 5000,
+        "n_hashed": 100,
+        "sampling": "evenly spaced",
+        "hash": fp["data"]["train"]["hash"],
+    }
     assert fp["data"]["val"]["sampling"] == "all" and fp["data"]["val"]["n_hashed"] == 10
     same = run_fingerprint(train_samples=list(texts), max_samples=100)["data"]["train"]["hash"]
     assert same == fp["data"]["train"]["hash"]
     changed = list(texts)
-    changed[4950] = "another sample"   # index 99 * 5000 // 100 = 4950 is hashed
+    changed[4950] = "another sample"  # index 99 * 5000 // 100 = 4950 is hashed
     assert run_fingerprint(train_samples=changed, max_samples=100)["data"]["train"]["hash"] != same
     streamed = run_fingerprint(train_samples=iter(texts), max_samples=3)["data"]["train"]
     assert streamed["sampling"] == "first" and streamed["n"] is None and streamed["n_hashed"] == 3
@@ -97,7 +112,9 @@ def test_git_commit_of_the_running_script(tmp_path, monkeypatch):
     script.write_text("print('hi')\n")
     subprocess.run([*git, "add", "train.py"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     monkeypatch.setattr(sys, "argv", [str(script)])
     info = run_fingerprint()["git"]
     assert info["commit"] == head and info["dirty"] is False
@@ -121,10 +138,20 @@ def test_write_and_read(tmp_path):
 
 
 def test_diff():
-    a = {"schema": 1, "created": "t1", "versions": {"torch": "2.3.0", "numpy": "1.26"},
-         "data": {"val": {"hash": "a" * 64, "n": 10}}, "extra": {"lr": 0.1}}
-    b = {"schema": 1, "created": "t2", "versions": {"torch": "2.4.0", "peft": "0.11"},
-         "data": {"val": {"hash": "b" * 64, "n": 10}}, "extra": {"lr": 0.1}}
+    a = {
+        "schema": 1,
+        "created": "t1",
+        "versions": {"torch": "2.3.0", "numpy": "1.26"},
+        "data": {"val": {"hash": "a" * 64, "n": 10}},
+        "extra": {"lr": 0.1},
+    }
+    b = {
+        "schema": 1,
+        "created": "t2",
+        "versions": {"torch": "2.4.0", "peft": "0.11"},
+        "data": {"val": {"hash": "b" * 64, "n": 10}},
+        "extra": {"lr": 0.1},
+    }
     changes = diff_fingerprints(a, b)
     assert changes == [
         FingerprintChange("versions.numpy", "1.26", None, "removed"),
@@ -140,7 +167,9 @@ def test_diff():
     ]
     assert diff_fingerprints(a, a) == []
     fp = run_fingerprint()
-    assert diff_fingerprints(fp, run_fingerprint()) == []   # two runs of the same thing: only `created` differs
+    assert (
+        diff_fingerprints(fp, run_fingerprint()) == []
+    )  # two runs of the same thing: only `created` differs
 
 
 @pytest.mark.parametrize(
@@ -148,7 +177,11 @@ def test_diff():
     [
         ({"model": object()}, TypeError, "Expected `model` to be a torch module or to have a `config`"),
         ({"tokenizer": object()}, TypeError, "Expected `tokenizer` to be a Hugging Face tokenizer"),
-        ({"train_samples": "abc"}, TypeError, "Expected `train_samples` to be a sequence of samples, but got str"),
+        (
+            {"train_samples": "abc"},
+            TypeError,
+            "Expected `train_samples` to be a sequence of samples, but got str",
+        ),
         ({"val_samples": [{1, 2}]}, TypeError, r"Expected `val_samples\[0\]` to be text"),
         ({"extra": [1]}, TypeError, "Expected `extra` to be a mapping, but got list"),
         ({"extra": {"f": object()}}, TypeError, "Expected `extra` to be JSON-serialisable"),

@@ -34,7 +34,7 @@ def test_same_distribution_gives_no_finding():
         train = rng.choice(5, size=2000, p=[0.5, 0.2, 0.15, 0.1, 0.05])
         val = rng.choice(5, size=500, p=[0.5, 0.2, 0.15, 0.1, 0.05])
         false_alarms += label_shift(train, val).to_finding() is not None
-    assert false_alarms <= 2   # alpha = 0.01 and TV >= 0.05: at most ~1% expected
+    assert false_alarms <= 2  # alpha = 0.01 and TV >= 0.05: at most ~1% expected
 
 
 def test_large_but_tiny_shift_is_not_worth_a_finding():
@@ -75,7 +75,7 @@ def test_class_names_list_every_class():
     report = label_shift([0, 0, 1], [0, 1, 1], class_names=["a", "b", "c"])
     assert report.names == ("a", "b", "c")
     assert report.train_counts == (2, 1, 0)
-    assert report.dof == 1   # the class absent from both splits is left out of the test
+    assert report.dof == 1  # the class absent from both splits is left out of the test
     assert report.val_proportions == {"a": 1 / 3, "b": 2 / 3, "c": 0.0}
     mapped = label_shift(["x", "y"], ["y"], class_names={"x": "ham", "y": "spam"})
     assert mapped.names == ("ham", "spam")
@@ -104,8 +104,20 @@ def test_empty_and_single_class():
         ("abc", [1], None, TypeError, "Expected `train_labels` to be a sequence of labels, but got str"),
         ([1], [[1, 2]], None, TypeError, r"Expected `val_labels\[0\]` to be a class label"),
         ([1.0, float("nan")], [1.0], None, TypeError, r"Expected `train_labels\[1\]` to be a class label"),
-        ([0, 5], [1], ["a", "b"], ValueError, r"Expected labels to be ints in \[0, 2\) to index `class_names`, but got \[5\]"),
-        (["x"], ["z"], {"x": "a"}, ValueError, "Expected `class_names` to name every label, but got none for \\['z'\\]"),
+        (
+            [0, 5],
+            [1],
+            ["a", "b"],
+            ValueError,
+            r"Expected labels to be ints in \[0, 2\) to index `class_names`, but got \[5\]",
+        ),
+        (
+            ["x"],
+            ["z"],
+            {"x": "a"},
+            ValueError,
+            "Expected `class_names` to name every label, but got none for \\['z'\\]",
+        ),
         ([0], [1], "ab", TypeError, "Expected `class_names` to be a sequence of names or a mapping"),
         ([0], [1], ["a", "a"], ValueError, r"Expected distinct class names, but got \['a'\] more than once"),
     ],

@@ -38,11 +38,13 @@ def random_batches(n_batches=30, batch=16, classes=5, n_ids=40, seed=0):
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n_batches):
-        out.append((
-            torch.randn(batch, classes, generator=g) * 2,
-            torch.randint(0, classes, (batch,), generator=g),
-            torch.randperm(n_ids, generator=g)[:batch],
-        ))
+        out.append(
+            (
+                torch.randn(batch, classes, generator=g) * 2,
+                torch.randint(0, classes, (batch,), generator=g),
+                torch.randperm(n_ids, generator=g)[:batch],
+            )
+        )
     return out
 
 
@@ -145,9 +147,9 @@ def test_no_host_sync_per_update():
         assert tracker.capacity == 100
     queued = AreaUnderMargin(flush_every=10)
     for _ in range(9):
-        queued.update(logits, targets, ids)   # queued on the device until the flush
+        queued.update(logits, targets, ids)  # queued on the device until the flush
     with pytest.raises(RuntimeError, match="meta"):
-        queued.update(logits, targets, ids)   # the flush reads the largest id once
+        queued.update(logits, targets, ids)  # the flush reads the largest id once
 
 
 def test_state_dict_round_trip_and_old_states():
@@ -185,11 +187,27 @@ def test_empty_and_nothing_suspicious():
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        ((torch.zeros(2, 3), [0, 1], torch.tensor([0, 1])), TypeError, "Expected `targets` to be a torch.Tensor, but got list"),
-        ((torch.zeros(2), torch.tensor([0, 1]), torch.tensor([0, 1])), ValueError, r"Expected `logits` to have shape \(batch, classes\)"),
+        (
+            (torch.zeros(2, 3), [0, 1], torch.tensor([0, 1])),
+            TypeError,
+            "Expected `targets` to be a torch.Tensor, but got list",
+        ),
+        (
+            (torch.zeros(2), torch.tensor([0, 1]), torch.tensor([0, 1])),
+            ValueError,
+            r"Expected `logits` to have shape \(batch, classes\)",
+        ),
         ((torch.zeros(2, 1), torch.tensor([0, 1]), torch.tensor([0, 1])), ValueError, "at least 2 classes"),
-        ((torch.zeros(2, 3), torch.tensor([0]), torch.tensor([0, 1])), ValueError, r"Expected `targets` to have shape \(2,\)"),
-        ((torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0.0, 1.0])), TypeError, "Expected `sample_ids` to hold integers"),
+        (
+            (torch.zeros(2, 3), torch.tensor([0]), torch.tensor([0, 1])),
+            ValueError,
+            r"Expected `targets` to have shape \(2,\)",
+        ),
+        (
+            (torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0.0, 1.0])),
+            TypeError,
+            "Expected `sample_ids` to hold integers",
+        ),
     ],
 )
 def test_bad_update(args, error, match):

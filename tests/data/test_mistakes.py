@@ -68,7 +68,7 @@ def test_histograms_against_reference():
     correct = np.zeros(10, dtype=int)
     wrong = np.zeros(10, dtype=int)
     for conf, _, y, pred in rows:
-        m = min(max(math.ceil(conf * 10) - 1, 0), 9)   # Guo et al. bins ((m-1)/M, m/M]
+        m = min(max(math.ceil(conf * 10) - 1, 0), 9)  # Guo et al. bins ((m-1)/M, m/M]
         (correct if y == pred else wrong)[m] += 1
     hist = cm.histograms()
     assert hist["correct"] == correct.tolist() and hist["wrong"] == wrong.tolist()
@@ -90,7 +90,7 @@ def test_no_host_sync_per_update():
     logits = torch.randn(16, 5, device="meta")
     targets = torch.zeros(16, dtype=torch.long, device="meta")
     for _ in range(4):
-        cm.update(logits, targets)    # any .item() or data-dependent shape would raise on meta tensors
+        cm.update(logits, targets)  # any .item() or data-dependent shape would raise on meta tensors
     assert cm._hist.device.type == "meta"
 
 
@@ -114,7 +114,9 @@ def test_table_with_describe_and_escaping():
     assert "| 1 | win \\| money now | spam | ham | 0.982 |" in table
     assert "(1 of 2 predictions wrong)" in table
     assert "**Per class**" in table
-    assert cm.mistakes() == [Mistake(ref=7, label=0, prediction=1, confidence=pytest.approx(0.98201, abs=1e-5))]
+    assert cm.mistakes() == [
+        Mistake(ref=7, label=0, prediction=1, confidence=pytest.approx(0.98201, abs=1e-5))
+    ]
 
 
 def test_table_without_mistakes():
@@ -141,11 +143,23 @@ def test_bad_construction(kwargs, error, match):
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        ((np.zeros((2, 3)), torch.tensor([0, 1])), TypeError, "Expected `logits` to be a torch.Tensor, but got ndarray"),
+        (
+            (np.zeros((2, 3)), torch.tensor([0, 1])),
+            TypeError,
+            "Expected `logits` to be a torch.Tensor, but got ndarray",
+        ),
         ((torch.zeros(2, 3, 4), torch.tensor([0, 1])), ValueError, "flatten token positions into the batch"),
         ((torch.zeros(2, 3), torch.tensor([0.0, 1.0])), TypeError, "Expected `targets` to hold integers"),
-        ((torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([1])), ValueError, r"Expected `sample_ids` to have shape \(2,\)"),
-        ((torch.zeros(2, 3), torch.tensor([0, 1]), [1, 2]), TypeError, "Expected `sample_ids` to be a torch.Tensor"),
+        (
+            (torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([1])),
+            ValueError,
+            r"Expected `sample_ids` to have shape \(2,\)",
+        ),
+        (
+            (torch.zeros(2, 3), torch.tensor([0, 1]), [1, 2]),
+            TypeError,
+            "Expected `sample_ids` to be a torch.Tensor",
+        ),
     ],
 )
 def test_bad_update(args, error, match):

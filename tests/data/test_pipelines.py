@@ -29,10 +29,10 @@ def remove_stopwords(text: str) -> str:
 TRAIN = [("lowercase", lowercase), ("expand_acronyms", expand_acronyms), ("stopwords", remove_stopwords)]
 INFERENCE = [("stopwords", remove_stopwords), ("lowercase", lowercase), ("expand_acronyms", expand_acronyms)]
 GOLDEN = [
-    "The WHO said US cases rose",   # loses both acronyms at inference
-    "Stocks fell sharply",          # no acronym, no stop word: same output
-    "AI in the US",                 # loses "united states" at inference
-    "Rates rose on Monday",         # stop word only: same output
+    "The WHO said US cases rose",  # loses both acronyms at inference
+    "Stocks fell sharply",  # no acronym, no stop word: same output
+    "AI in the US",  # loses "united states" at inference
+    "Rates rose on Monday",  # stop word only: same output
 ]
 
 
@@ -149,7 +149,11 @@ def test_stage_that_raises_is_reported_and_the_rest_compared():
             raise ValueError("unparsable token")
         return expand_acronyms(text)
 
-    inference = [("lowercase", lowercase), ("expand_acronyms", strict_expand), ("stopwords", remove_stopwords)]
+    inference = [
+        ("lowercase", lowercase),
+        ("expand_acronyms", strict_expand),
+        ("stopwords", remove_stopwords),
+    ]
     result = compare_pipelines(TRAIN, inference, ["what ?? now", "US rates"])
     assert result.n_samples == 2
     (difference,) = result.differences  # record 1 agrees: the failure on record 0 did not stop the run
@@ -177,7 +181,9 @@ def test_in_place_edit_does_not_leak_between_pipelines():
         return tokens
 
     sample = ["a", "b", "c"]
-    result = compare_pipelines([("split", list), ("pop", pop_last)], [("split", list), ("pop", pop_last)], [sample])
+    result = compare_pipelines(
+        [("split", list), ("pop", pop_last)], [("split", list), ("pop", pop_last)], [sample]
+    )
     assert result.ok
     assert sample == ["a", "b", "c"]
 
@@ -213,7 +219,9 @@ def test_tensor_outputs_are_compared():
     def encode(text: str) -> torch.Tensor:
         return torch.tensor([ord(c) for c in text])
 
-    result = compare_pipelines([("lower", str.lower), ("encode", encode)], [("lower", str.upper), ("encode", encode)], ["ab"])
+    result = compare_pipelines(
+        [("lower", str.lower), ("encode", encode)], [("lower", str.upper), ("encode", encode)], ["ab"]
+    )
     (difference,) = result.differences
     assert difference.stage == "lower"
     assert "tensor" in str(result)
@@ -229,9 +237,27 @@ def test_duplicate_stage_names_are_aligned_by_occurrence():
 @pytest.mark.parametrize(
     ("train", "inference", "samples", "error", "match"),
     [
-        ("not a pipeline", TRAIN, ["a"], TypeError, r"Expected `train` to be a list of \(name, callable\) stages"),
-        (TRAIN, [("ok", str.lower), ("bad",)], ["a"], TypeError, r"Expected `inference\[1\]` to be a \(name, callable\) pair"),
-        (TRAIN, [(1, str.lower)], ["a"], TypeError, r"Expected `inference\[0\]` to be a \(name, callable\) pair"),
+        (
+            "not a pipeline",
+            TRAIN,
+            ["a"],
+            TypeError,
+            r"Expected `train` to be a list of \(name, callable\) stages",
+        ),
+        (
+            TRAIN,
+            [("ok", str.lower), ("bad",)],
+            ["a"],
+            TypeError,
+            r"Expected `inference\[1\]` to be a \(name, callable\) pair",
+        ),
+        (
+            TRAIN,
+            [(1, str.lower)],
+            ["a"],
+            TypeError,
+            r"Expected `inference\[0\]` to be a \(name, callable\) pair",
+        ),
         (TRAIN, TRAIN, "abc", TypeError, "Expected `samples` to be a collection of golden records"),
         (TRAIN, TRAIN, [], ValueError, "Expected `samples` to hold at least one golden record"),
     ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import fitwatch.data as data
+from fitwatch import data
 
 
 def test_all_is_sorted_and_resolves():
@@ -16,11 +16,20 @@ def test_all_is_sorted_and_resolves():
 
 
 def test_every_public_name_of_the_modules_is_exported():
-    modules = ["chi_square", "duplicates", "fingerprint", "label_shift", "mislabels", "mistakes", "pipelines", "temporal"]
+    modules = [
+        "chi_square",
+        "duplicates",
+        "fingerprint",
+        "label_shift",
+        "mislabels",
+        "mistakes",
+        "pipelines",
+        "temporal",
+    ]
     exported = set(data.__all__)
     for module in modules:
         mod = __import__(f"fitwatch.data.{module}", fromlist=["_"])
-        public = {n for n in mod.__all__ if not n.isupper()}   # constants stay in their module
+        public = {n for n in mod.__all__ if not n.isupper()}  # constants stay in their module
         helpers = {"shingles", "token_diff", "values_equal", "regularized_gamma_q"}
         assert public - helpers <= exported, (module, public - helpers - exported)
 
@@ -37,7 +46,8 @@ def test_unknown_attribute():
 def test_pure_checks_do_not_import_torch_lightning_or_transformers():
     code = (
         "import sys, fitwatch.data as d\n"
-        "d.find_duplicates(['a'], ['a'], near=False); d.label_shift([0], [1]); d.check_temporal_split([1], [2])\n"
+        "d.find_duplicates(['a'], ['a'], near=False); d.label_shift([0], [1])\n"
+        "d.check_temporal_split([1], [2])\n"
         "d.compare_pipelines(str.lower, str.lower, ['A']); d.diff_fingerprints({}, {})\n"
         "print(sorted(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules))\n"
     )

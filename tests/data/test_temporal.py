@@ -23,8 +23,8 @@ def reference_not_later(train, val, gap=0):
     ("train", "val", "gap", "n_not_later"),
     [
         ([1, 2, 3], [4, 5], None, 0),
-        ([1, 2, 3], [3, 4], None, 1),          # equal is not later
-        ([1, 2, 3], [4, 5], 1, 1),             # 4 <= 3 + 1
+        ([1, 2, 3], [3, 4], None, 1),  # equal is not later
+        ([1, 2, 3], [4, 5], 1, 1),  # 4 <= 3 + 1
         ([1, 2, 3], [4.5, 5], 1, 0),
         ([5, 1], [2, 3, 9], 0, 2),
         ([1.5], [1.5000001], None, 0),
@@ -60,17 +60,19 @@ def test_datetimes_with_timedelta_gap():
     train = [dt.datetime(2024, 1, d) for d in range(1, 31)]
     val = [dt.datetime(2024, 1, 31, 12), dt.datetime(2024, 2, 2)]
     assert check_temporal_split(train, val).ok
-    assert check_temporal_split(train, val, gap=dt.timedelta(days=1)).ok   # Jan 31 00:00 < Jan 31 12:00
-    report = check_temporal_split(train, val, gap=dt.timedelta(days=2))     # bound Feb 1 00:00
+    assert check_temporal_split(train, val, gap=dt.timedelta(days=1)).ok  # Jan 31 00:00 < Jan 31 12:00
+    report = check_temporal_split(train, val, gap=dt.timedelta(days=2))  # bound Feb 1 00:00
     assert report.n_not_later == 1
-    assert report.latest_train == dt.datetime(2024, 1, 30) and report.earliest_val == dt.datetime(2024, 1, 31, 12)
+    assert report.latest_train == dt.datetime(2024, 1, 30) and report.earliest_val == dt.datetime(
+        2024, 1, 31, 12
+    )
     assert "2024-01-30T00:00:00" in str(report)
 
 
 def test_aware_datetimes_compare_in_utc():
     paris = dt.timezone(dt.timedelta(hours=1))
     train = [dt.datetime(2024, 1, 1, 12, tzinfo=UTC)]
-    val = [dt.datetime(2024, 1, 1, 12, 30, tzinfo=paris)]   # 11:30 UTC: earlier
+    val = [dt.datetime(2024, 1, 1, 12, 30, tzinfo=paris)]  # 11:30 UTC: earlier
     assert check_temporal_split(train, val).n_not_later == 1
 
 
@@ -104,14 +106,44 @@ def test_finding():
     ("train", "val", "gap", "error", "match"),
     [
         ([1, "2"], [3], None, TypeError, r"Expected `train_times\[1\]` to be a number, a datetime"),
-        ([1, dt.datetime(2024, 1, 1)], [3], None, TypeError, r"Expected `train_times\[1\]` to be a number like `train_times\[0\]`"),
-        ([1], [dt.datetime(2024, 1, 1)], None, TypeError, "Expected `val_times` to be numbers like `train_times`"),
-        ([dt.datetime(2024, 1, 1)], [dt.datetime(2024, 1, 2, tzinfo=UTC)], None, TypeError, "all timezone-aware or all naive"),
+        (
+            [1, dt.datetime(2024, 1, 1)],
+            [3],
+            None,
+            TypeError,
+            r"Expected `train_times\[1\]` to be a number like `train_times\[0\]`",
+        ),
+        (
+            [1],
+            [dt.datetime(2024, 1, 1)],
+            None,
+            TypeError,
+            "Expected `val_times` to be numbers like `train_times`",
+        ),
+        (
+            [dt.datetime(2024, 1, 1)],
+            [dt.datetime(2024, 1, 2, tzinfo=UTC)],
+            None,
+            TypeError,
+            "all timezone-aware or all naive",
+        ),
         ([1], [2], dt.timedelta(days=1), TypeError, "Expected `gap` to be a number for numeric times"),
-        ([dt.date(2024, 1, 1)], [dt.date(2024, 1, 2)], 1, TypeError, "Expected `gap` to be a datetime.timedelta"),
+        (
+            [dt.date(2024, 1, 1)],
+            [dt.date(2024, 1, 2)],
+            1,
+            TypeError,
+            "Expected `gap` to be a datetime.timedelta",
+        ),
         ([1], [2], -1, ValueError, "Expected `gap` to be non-negative, but got -1"),
         ([1, float("nan")], [2], None, ValueError, "no missing times .* index 1"),
-        ([1], np.array(["NaT"], dtype="datetime64[s]"), None, ValueError, "Expected `val_times` to hold no missing"),
+        (
+            [1],
+            np.array(["NaT"], dtype="datetime64[s]"),
+            None,
+            ValueError,
+            "Expected `val_times` to hold no missing",
+        ),
         (np.zeros((2, 2)), [1], None, ValueError, "Expected `train_times` to be one-dimensional"),
         ("2024", [1], None, TypeError, "Expected `train_times` to be a sequence of times, but got str"),
         ([True], [2], None, TypeError, r"Expected `train_times\[0\]` to be a number"),

@@ -1,4 +1,4 @@
-"""Data checks for the failures that never raise: pipeline drift, leakage, label shift, bad labels, version skew.
+"""Data checks for failures that never raise: pipeline drift, leakage, label shift, bad labels, version skew.
 
 Every check is a plain function or class over plain inputs (no Lightning, no transformers); each result
 turns into a :class:`~fitwatch.findings.Finding` with ``.to_finding()``. Nothing here warns or prints.

@@ -47,7 +47,8 @@ EMPTY_SEQUENCE = "empty sequence"
 #: Unicode normal form: NFKC folds compatibility characters (non-breaking spaces, ligatures,
 #: full-width letters) onto their plain forms, the usual choice for deduplication.
 UNICODE_FORM = "NFKC"
-#: 16 bytes of BLAKE2b: collisions are out of reach (2^64 samples for a 50% chance) at half the memory of SHA-256.
+#: 16 bytes of BLAKE2b: collisions are out of reach (2^64 samples for a 50% chance) at half the memory
+#: of SHA-256.
 DIGEST_SIZE = 16
 
 _WORD = re.compile(r"\w+")
@@ -134,7 +135,9 @@ def _feed(hasher: Any, sample: Any, name: str, *, in_mapping: bool = False) -> N
     kind = sample_kind(sample)
     if kind is None and in_mapping and _is_scalar(sample):
         # Fields next to the content (a label, a score, an id) are plain scalars; their repr is their content.
-        hasher.update(b"scalar\x00" + repr(sample.item() if isinstance(sample, np.generic) else sample).encode())
+        hasher.update(
+            b"scalar\x00" + repr(sample.item() if isinstance(sample, np.generic) else sample).encode()
+        )
         return
     if kind is None:
         raise TypeError(unsupported_message(name, sample))

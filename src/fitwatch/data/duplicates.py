@@ -31,11 +31,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice
 from typing import Any
 
 from fitwatch._validation import check_bool, check_positive_int
-from fitwatch.data.content import EMPTY_SEQUENCE, content_digest, content_tokens, sample_kind, unsupported_message
+from fitwatch.data.content import (
+    EMPTY_SEQUENCE,
+    content_digest,
+    content_tokens,
+    sample_kind,
+    unsupported_message,
+)
 from fitwatch.findings import Finding, Severity
 
 __all__ = ["DuplicateReport", "find_duplicates", "shingles"]
@@ -73,7 +80,9 @@ def shingles(tokens: Sequence[str], size: int) -> set[bytes]:
         return set()
     if len(tokens) <= size:
         return {" ".join(tokens).encode("utf-8", "surrogatepass")}
-    return {" ".join(tokens[i : i + size]).encode("utf-8", "surrogatepass") for i in range(len(tokens) - size + 1)}
+    return {
+        " ".join(tokens[i : i + size]).encode("utf-8", "surrogatepass") for i in range(len(tokens) - size + 1)
+    }
 
 
 def _jaccard(a: set[bytes], b: set[bytes]) -> float:
@@ -108,7 +117,7 @@ class DuplicateReport:
     shingle: int = SHINGLE_SIZE
     num_perm: int = NUM_PERM
 
-    @property
+    @cached_property
     def val_indices(self) -> frozenset[int]:
         """Validation indices that have an exact or near copy in the training set."""
         return frozenset(v for _, v in self.exact) | frozenset(v for _, v, _ in self.near)
@@ -135,7 +144,8 @@ class DuplicateReport:
     def __str__(self) -> str:
         head = (
             f"{len(self.val_indices)} of {self.n_val} validation samples ({self.fraction:.1%}) have a copy "
-            f"among {self.n_train} training samples: {len(self.exact)} exact pairs, {len(self.near)} near pairs"
+            f"among {self.n_train} training samples: {len(self.exact)} exact pairs, "
+            f"{len(self.near)} near pairs"
         )
         if not self.near_searched:
             head += " (near duplicates not searched)"
@@ -157,8 +167,9 @@ class DuplicateReport:
         n_involved = len(self.val_indices)
         near_part = f", {len(self.near)} near copies ({self._how()})" if self.near_searched else ""
         message = (
-            f"{n_involved} of {self.n_val} validation samples ({self.fraction:.1%}) also appear in the training "
-            f"set: {len(self.exact)} exact copies{near_part}. The model is scored on answers it has memorised, "
+            f"{n_involved} of {self.n_val} validation samples ({self.fraction:.1%}) also appear in the "
+            f"training set: {len(self.exact)} exact copies{near_part}. The model is scored on answers it has "
+            f"memorised, "
             f"so validation metrics overstate how it does on new data"
         )
         evidence = {
@@ -175,8 +186,12 @@ class DuplicateReport:
             "num_perm": self.num_perm,
         }
         return Finding(
-            code="FW-LEAK-DUPLICATES", severity=Severity.WARNING, step=step, epoch=epoch,
-            message=message, evidence=evidence,
+            code="FW-LEAK-DUPLICATES",
+            severity=Severity.WARNING,
+            step=step,
+            epoch=epoch,
+            message=message,
+            evidence=evidence,
         )
 
 
@@ -192,7 +207,7 @@ def _datasketch() -> Any:
 
 
 class _KindCheck:
-    """The first sample fixes the kind; every later sample must match it (empty sequences match words and ids)."""
+    """The first sample fixes the kind; later ones must match it (empty sequences match words and ids)."""
 
     def __init__(self) -> None:
         self.kind: str | None = None
@@ -226,9 +241,13 @@ def _extract(sample: Any, field: str | None, name: str) -> tuple[Any, str]:
     if field is None:
         return sample, name
     if not isinstance(sample, Mapping):
-        raise TypeError(f"Expected `{name}` to be a mapping with the field {field!r}, but got {type(sample).__name__}.")
+        raise TypeError(
+            f"Expected `{name}` to be a mapping with the field {field!r}, but got {type(sample).__name__}."
+        )
     if field not in sample:
-        raise ValueError(f"Expected `{name}` to have the field {field!r}, but got the fields {sorted(map(str, sample))}.")
+        raise ValueError(
+            f"Expected `{name}` to have the field {field!r}, but got the fields {sorted(map(str, sample))}."
+        )
     return sample[field], f"{name}[{field!r}]"
 
 
@@ -290,7 +309,9 @@ def find_duplicates(
     check_positive_int("shingle", shingle)
     check_positive_int("num_perm", num_perm)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise TypeError(f"Expected `threshold` to be a float in (0, 1], but got {type(threshold).__name__} {threshold!r}.")
+        raise TypeError(
+            f"Expected `threshold` to be a float in (0, 1], but got {type(threshold).__name__} {threshold!r}."
+        )
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"Expected `threshold` to be a float in (0, 1], but got {threshold!r}.")
     if field is not None and not isinstance(field, str):

@@ -70,7 +70,9 @@ MAX_SAMPLES = 1000
 #: Keys that differ between any two runs and say nothing about what the run was made of.
 _VOLATILE = frozenset({"created", "schema"})
 #: Model config keys that record where or with which library version a config was saved, not what it is.
-_CONFIG_VOLATILE = frozenset({"transformers_version", "_name_or_path", "_commit_hash", "_attn_implementation_autoset"})
+_CONFIG_VOLATILE = frozenset(
+    {"transformers_version", "_name_or_path", "_commit_hash", "_attn_implementation_autoset"}
+)
 _GIT_TIMEOUT_S = 5.0
 
 
@@ -121,13 +123,14 @@ def _model(model: Any) -> dict[str, Any]:
             layout.append(f"{name}:{tuple(param.shape)}:{param.dtype}:{param.requires_grad}")
             total += param.numel()
             trainable += param.numel() if param.requires_grad else 0
-        # Names, shapes, dtypes and trainability: a changed head, a frozen layer or an added adapter changes it.
+        # Names, shapes, dtypes and trainability: a new head, a frozen layer or an added adapter changes it.
         out["parameters_hash"] = _sha256("\n".join(layout))
         out["num_parameters"] = total
         out["trainable_parameters"] = trainable
     if len(out) == 1:
         raise TypeError(
-            f"Expected `model` to be a torch module or to have a `config` with `to_dict()`, but got {out['class']}."
+            "Expected `model` to be a torch module or to have a `config` with `to_dict()`, "
+            f"but got {out['class']}."
         )
     return out
 
@@ -191,7 +194,11 @@ def _git() -> dict[str, Any] | None:
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(
-                ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=_GIT_TIMEOUT_S, check=False
+                ["git", "-C", str(where), *args],
+                capture_output=True,
+                text=True,
+                timeout=_GIT_TIMEOUT_S,
+                check=False,
             )
         except (OSError, subprocess.SubprocessError):
             return None
@@ -263,8 +270,10 @@ def run_fingerprint(
     return out
 
 
-def write_fingerprint(directory: str | os.PathLike[str], fingerprint: Mapping[str, Any] | None = None) -> Path:
-    """Write ``fingerprint`` (by default :func:`run_fingerprint` with no arguments) to ``directory/fingerprint.json``.
+def write_fingerprint(
+    directory: str | os.PathLike[str], fingerprint: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``fingerprint`` to ``directory/fingerprint.json`` (default: :func:`run_fingerprint` of nothing).
 
     Returns:
         The path of the file written.
@@ -314,7 +323,8 @@ class FingerprintChange:
                 return value[:12]  # a sha256: the first 12 hex digits tell two apart
             return str(value)
 
-        return f"{self.key}: {show(self.before, self.kind != 'added')} -> {show(self.after, self.kind != 'removed')}"
+        before = show(self.before, self.kind != "added")
+        return f"{self.key}: {before} -> {show(self.after, self.kind != 'removed')}"
 
 
 def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -338,7 +348,9 @@ def diff_fingerprints(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Finger
     Raises:
         TypeError: If ``a`` or ``b`` is not a mapping.
 
-    >>> for change in diff_fingerprints({"versions": {"torch": "2.3.0"}}, {"versions": {"torch": "2.4.0", "peft": "0.11"}}):
+    >>> old = {"versions": {"torch": "2.3.0"}}
+    >>> new = {"versions": {"torch": "2.4.0", "peft": "0.11"}}
+    >>> for change in diff_fingerprints(old, new):
     ...     print(change)
     versions.peft: (absent) -> 0.11
     versions.torch: 2.3.0 -> 2.4.0

@@ -22,6 +22,7 @@ point is significant and harmless. The finding therefore needs both evidence (``
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 from collections import Counter
@@ -102,7 +103,7 @@ class LabelShiftReport:
         return tuple(n for n, t, v in zip(self.names, self.train_counts, self.val_counts) if v and not t)
 
     def missing_expected(self, min_expected: float = MIN_EXPECTED) -> tuple[str, ...]:
-        """Classes absent from one split although the other split's proportion predicts ``min_expected`` there."""
+        """Classes absent from one split although the other split predicts ``min_expected`` samples there."""
         train_p, val_p = self.train_proportions, self.val_proportions
         out = [n for n in self.train_only if train_p[n] * self.n_val >= min_expected]
         out += [n for n in self.val_only if val_p[n] * self.n_train >= min_expected]
@@ -111,13 +112,17 @@ class LabelShiftReport:
     def _moves(self, limit: int = 3) -> str:
         train_p, val_p = self.train_proportions, self.val_proportions
         ranked = sorted(self.names, key=lambda n: -abs(train_p[n] - val_p[n]))[:limit]
-        return ", ".join(f"'{n}' {train_p[n]:.1%} -> {val_p[n]:.1%}" for n in ranked if train_p[n] != val_p[n])
+        return ", ".join(
+            f"'{n}' {train_p[n]:.1%} -> {val_p[n]:.1%}" for n in ranked if train_p[n] != val_p[n]
+        )
 
     def __str__(self) -> str:
-        lines = [
-            f"Label distribution: {self.n_train} training and {self.n_val} validation samples, total variation "
-            f"{self.tv:.3f}, chi-square {self.chi2:.2f} with {self.dof} dof (p = {self.p_value:.3g})."
-        ]
+        head = (
+            f"Label distribution: {self.n_train} training and {self.n_val} validation samples, "
+            f"total variation {self.tv:.3f}, chi-square {self.chi2:.2f} with {self.dof} dof "
+            f"(p = {self.p_value:.3g})."
+        )
+        lines = [head]
         width = max([len(n) for n in self.names] + [5])
         lines.append(f"  {'class':<{width}}  {'train':>7}  {'val':>7}")
         train_p, val_p = self.train_proportions, self.val_proportions
@@ -179,8 +184,12 @@ class LabelShiftReport:
             "min_tv": min_tv,
         }
         return Finding(
-            code="FW-LABEL-SHIFT", severity=Severity.WARNING, step=step, epoch=epoch,
-            message="; ".join(parts), evidence=evidence,
+            code="FW-LABEL-SHIFT",
+            severity=Severity.WARNING,
+            step=step,
+            epoch=epoch,
+            message="; ".join(parts),
+            evidence=evidence,
         )
 
 
@@ -204,8 +213,10 @@ def _counts(name: str, labels: Any, ignore_index: int | None) -> Counter[Hashabl
     for index, label in enumerate(labels):
         if isinstance(label, np.generic):
             label = label.item()
-        if not isinstance(label, Hashable) or isinstance(label, float) and label != label:
-            raise TypeError(f"Expected `{name}[{index}]` to be a class label (int or str), but got {label!r}.")
+        if not isinstance(label, Hashable) or (isinstance(label, float) and math.isnan(label)):
+            raise TypeError(
+                f"Expected `{name}[{index}]` to be a class label (int or str), but got {label!r}."
+            )
         out[label] += 1
     out.pop(ignore_index, None)
     return out
@@ -231,12 +242,14 @@ def _names(
         return ordered, [str(class_names[v]) for v in ordered]
     if isinstance(class_names, str) or not isinstance(class_names, Sequence):
         raise TypeError(
-            f"Expected `class_names` to be a sequence of names or a mapping, but got {type(class_names).__name__}."
+            "Expected `class_names` to be a sequence of names or a mapping, "
+            f"but got {type(class_names).__name__}."
         )
     bad = [v for v in labels if not (isinstance(v, numbers.Integral) and 0 <= v < len(class_names))]
     if bad:
         raise ValueError(
-            f"Expected labels to be ints in [0, {len(class_names)}) to index `class_names`, but got {bad[:5]}."
+            f"Expected labels to be ints in [0, {len(class_names)}) to index `class_names`, "
+            f"but got {bad[:5]}."
         )
     return list(range(len(class_names))), [str(n) for n in class_names]
 

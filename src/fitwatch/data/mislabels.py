@@ -52,12 +52,16 @@ def _check_batch(logits: torch.Tensor, targets: torch.Tensor, sample_ids: torch.
             raise TypeError(f"Expected `{name}` to be a torch.Tensor, but got {type(value).__name__}.")
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(
-            f"Expected `logits` to have shape (batch, classes) with at least 2 classes, but got {tuple(logits.shape)}."
+            "Expected `logits` to have shape (batch, classes) with at least 2 classes, "
+            f"but got {tuple(logits.shape)}."
         )
     n = logits.shape[0]
     for name, value in (("targets", targets), ("sample_ids", sample_ids)):
         if value.shape != (n,):
-            raise ValueError(f"Expected `{name}` to have shape ({n},) like the logits' batch, but got {tuple(value.shape)}.")
+            raise ValueError(
+                f"Expected `{name}` to have shape ({n},) like the logits' batch, "
+                f"but got {tuple(value.shape)}."
+            )
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
             raise TypeError(f"Expected `{name}` to hold integers, but got {value.dtype}.")
 
@@ -134,9 +138,10 @@ class _PerSampleTracker:
             return
         device = self._pending[0][0].device
         if self.num_samples is None:
-            largest = torch.stack([batch[0].max() for batch in self._pending if batch[0].numel()] or [
-                torch.tensor(-1, device=device)
-            ]).max()
+            largest = torch.stack(
+                [batch[0].max() for batch in self._pending if batch[0].numel()]
+                or [torch.tensor(-1, device=device)]
+            ).max()
             needed = max(int(largest) + 1, 1)  # the one host read per flush
             if needed > self.capacity:
                 self._allocate(max(needed, 2 * self.capacity), self._state_device(device))
@@ -161,7 +166,7 @@ class _PerSampleTracker:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from :meth:`state_dict`; missing keys keep their defaults (states saved before they existed)."""
+        """Restore from :meth:`state_dict`; keys missing from older states keep their defaults."""
         self.reset()
         self.num_samples = state.get("num_samples", self.num_samples)
         self.flush_every = state.get("flush_every", self.flush_every)
@@ -233,7 +238,8 @@ class AreaUnderMargin(_PerSampleTracker):
         n_negative = int((scores < 0).sum())
         listed = ", ".join(f"id {i} ({a:+.2f})" for i, a in suspects[:5])
         message = (
-            f"{n_negative} of {n_seen} training samples have a negative area under the margin (Pleiss et al. 2020): "
+            f"{n_negative} of {n_seen} training samples have a negative area under the margin "
+            f"(Pleiss et al. 2020): "
             f"on average through training their given label loses to another class, the signature of a wrong "
             f"label. Lowest: {listed}"
         )
@@ -244,8 +250,13 @@ class AreaUnderMargin(_PerSampleTracker):
             "updates": self.updates,
         }
         return Finding(
-            code="FW-MISLABEL-SUSPECTS", severity=Severity.INFO, step=step, epoch=epoch,
-            message=message, evidence=evidence, subject="aum",
+            code="FW-MISLABEL-SUSPECTS",
+            severity=Severity.INFO,
+            step=step,
+            epoch=epoch,
+            message=message,
+            evidence=evidence,
+            subject="aum",
         )
 
 
@@ -309,16 +320,19 @@ class ForgettingEvents(_PerSampleTracker):
         return [(int(i), float(v)) for i, v in zip(order.tolist(), scores[order].tolist())]
 
     def to_finding(self, step: int = 0, epoch: int | None = None, *, k: int = TOP_K) -> Finding | None:
-        """A ``FW-MISLABEL-SUSPECTS`` finding listing up to ``k`` never-learned or forgotten samples, or ``None``."""
+        """A ``FW-MISLABEL-SUSPECTS`` finding: up to ``k`` never-learned or forgotten samples, or ``None``."""
         suspects = [(i, f) for i, f in self.top_k(k) if f > 0]
         if not suspects:
             return None
         scores = self.scores()
         n_seen = int((~scores.isnan()).sum())
         n_never = int(torch.isinf(scores).sum())
-        listed = ", ".join(f"id {i} ({'never learned' if math.isinf(f) else f'{int(f)} forgotten'})" for i, f in suspects[:5])
+        listed = ", ".join(
+            f"id {i} ({'never learned' if math.isinf(f) else f'{int(f)} forgotten'})" for i, f in suspects[:5]
+        )
         message = (
-            f"{n_never} of {n_seen} training samples were never classified correctly and others are forgotten "
+            f"{n_never} of {n_seen} training samples were never classified correctly and others are "
+            f"forgotten "
             f"repeatedly (Toneva et al. 2019); wrong labels sit among them. Most forgettable: {listed}"
         )
         evidence = {
@@ -328,6 +342,11 @@ class ForgettingEvents(_PerSampleTracker):
             "updates": self.updates,
         }
         return Finding(
-            code="FW-MISLABEL-SUSPECTS", severity=Severity.INFO, step=step, epoch=epoch,
-            message=message, evidence=evidence, subject="forgetting",
+            code="FW-MISLABEL-SUSPECTS",
+            severity=Severity.INFO,
+            step=step,
+            epoch=epoch,
+            message=message,
+            evidence=evidence,
+            subject="forgetting",
         )

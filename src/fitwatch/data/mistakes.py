@@ -132,7 +132,9 @@ class ConfidentMistakes:
         self._hist = torch.zeros(2 * self.n_bins + 1, dtype=torch.long, device=device)
 
     @torch.no_grad()
-    def update(self, logits: torch.Tensor, targets: torch.Tensor, sample_ids: torch.Tensor | None = None) -> None:
+    def update(
+        self, logits: torch.Tensor, targets: torch.Tensor, sample_ids: torch.Tensor | None = None
+    ) -> None:
         """Merge one evaluation batch.
 
         Args:
@@ -160,13 +162,18 @@ class ConfidentMistakes:
             if not isinstance(value, torch.Tensor):
                 raise TypeError(f"Expected `{name}` to be a torch.Tensor, but got {type(value).__name__}.")
             if value.shape != (n,):
-                raise ValueError(f"Expected `{name}` to have shape ({n},) like the logits' batch, but got {tuple(value.shape)}.")
+                raise ValueError(
+                    f"Expected `{name}` to have shape ({n},) like the logits' batch, "
+                    f"but got {tuple(value.shape)}."
+                )
             if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
                 raise TypeError(f"Expected `{name}` to hold integers, but got {value.dtype}.")
         if self._num_classes is None:
             self._init_state(num_classes, logits.device)
         elif num_classes != self._num_classes:
-            raise ValueError(f"Expected `logits` to have {self._num_classes} classes as before, but got {num_classes}.")
+            raise ValueError(
+                f"Expected `logits` to have {self._num_classes} classes as before, but got {num_classes}."
+            )
         self._offset += n
         device = self._hist.device
         probs = torch.softmax(logits.detach().float(), dim=1).to(device)
@@ -199,7 +206,9 @@ class ConfidentMistakes:
         # scatter the first k of every class into its k slots (the rest into one discarded slot).
         k, num_classes = self.k, self._num_classes
         merged = {key: torch.cat([self._per_class[key], batch[key]]) for key in batch}
-        owner = torch.cat([torch.arange(num_classes, device=merged["label"].device).repeat_interleave(k), batch["label"]])
+        owner = torch.cat(
+            [torch.arange(num_classes, device=merged["label"].device).repeat_interleave(k), batch["label"]]
+        )
         by_confidence = torch.argsort(merged["confidence"], descending=True, stable=True)
         order = by_confidence[torch.argsort(owner[by_confidence], stable=True)]
         sorted_owner = owner[order]
@@ -226,7 +235,7 @@ class ConfidentMistakes:
         return self._rows(self._overall) if self._overall else []
 
     def per_class(self) -> dict[int, list[Mistake]]:
-        """The kept mistakes of each true class index, most confident first (classes without mistakes omitted)."""
+        """The kept mistakes per true class index, most confident first (classes without mistakes omitted)."""
         if not self._per_class:
             return {}
         rows = self._rows(self._per_class)
@@ -236,12 +245,16 @@ class ConfidentMistakes:
         return dict(sorted(out.items()))
 
     def histograms(self) -> dict[str, list[float] | list[int]]:
-        """Confidence histograms: ``edges`` (``n_bins + 1`` values), ``correct`` and ``wrong`` counts per bin."""
+        """Confidence histograms: ``edges`` (``n_bins + 1`` values), ``correct`` and ``wrong`` counts."""
         edges = [i / self.n_bins for i in range(self.n_bins + 1)]
         if self._hist is None:
             return {"edges": edges, "correct": [0] * self.n_bins, "wrong": [0] * self.n_bins}
         counts = self._hist.tolist()
-        return {"edges": edges, "correct": counts[: self.n_bins], "wrong": counts[self.n_bins : 2 * self.n_bins]}
+        return {
+            "edges": edges,
+            "correct": counts[: self.n_bins],
+            "wrong": counts[self.n_bins : 2 * self.n_bins],
+        }
 
     def _name(self, index: int) -> str:
         if self.class_names is not None and 0 <= index < len(self.class_names):
@@ -265,11 +278,21 @@ class ConfidentMistakes:
             return "\n".join(lines)
         lines += ["| # | sample | label | prediction | confidence |", "|---|---|---|---|---|"]
         for rank, m in enumerate(overall, start=1):
-            lines.append(f"| {rank} | {show(m.ref)} | {self._name(m.label)} | {self._name(m.prediction)} | {m.confidence:.3f} |")
-        lines += ["", "**Per class**", "", "| label | # | sample | prediction | confidence |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| {rank} | {show(m.ref)} | {self._name(m.label)} | {self._name(m.prediction)} "
+                f"| {m.confidence:.3f} |"
+            )
+        lines += [
+            "",
+            "**Per class**",
+            "",
+            "| label | # | sample | prediction | confidence |",
+            "|---|---|---|---|---|",
+        ]
         for label, rows in self.per_class().items():
             for rank, m in enumerate(rows, start=1):
                 lines.append(
-                    f"| {self._name(label)} | {rank} | {show(m.ref)} | {self._name(m.prediction)} | {m.confidence:.3f} |"
+                    f"| {self._name(label)} | {rank} | {show(m.ref)} | {self._name(m.prediction)} "
+                    f"| {m.confidence:.3f} |"
                 )
         return "\n".join(lines)

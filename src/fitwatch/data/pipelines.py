@@ -1,11 +1,13 @@
 """Golden records: the training and inference preprocessing compared stage by stage.
 
 A model served with preprocessing that differs from the one it was trained with degrades without any
-error. :func:`compare_pipelines` runs the same samples (the golden records) through both pipelines,
-keeps every intermediate value, and reports for each sample the first stage whose outputs differ, both
-values side by side, and why: the stage itself behaves differently on the same input, or its input
-already differs because other stages run before it in one pipeline only (a swapped order, a missing
-stage).
+error. :func:`compare_pipelines` runs the same samples (the golden records) through both pipelines and
+keeps every intermediate value. A record differs when its final outputs differ or a stage raises; for each
+such record the report names the first stage (in training order) whose outputs differ, shows both values
+side by side, and says why: the stage itself behaves differently on the same input, or its input already
+differs because other stages run before it in one pipeline only (a swapped order, a missing stage).
+Intermediate values may differ while the final outputs agree (a harmless reordering): the model sees the
+same input, so that record is not a difference.
 
 Stages are aligned by name when the two pipelines share stage names (so a moved stage is reported as
 moved), by position otherwise. Two plain callables are compared end to end.
@@ -18,8 +20,10 @@ words first, so "US" and "WHO" are dropped as the stop words "us" and "who" inst
 >>> def lowercase(text): return text.lower()
 >>> def expand_acronyms(text): return " ".join(ACRONYMS.get(w, w) for w in text.split())
 >>> def remove_stopwords(text): return " ".join(w for w in text.split() if w.lower() not in STOPWORDS)
->>> train = [("lowercase", lowercase), ("expand_acronyms", expand_acronyms), ("stopwords", remove_stopwords)]
->>> inference = [("stopwords", remove_stopwords), ("lowercase", lowercase), ("expand_acronyms", expand_acronyms)]
+>>> train = [("lowercase", lowercase), ("expand_acronyms", expand_acronyms),
+...          ("stopwords", remove_stopwords)]
+>>> inference = [("stopwords", remove_stopwords), ("lowercase", lowercase),
+...              ("expand_acronyms", expand_acronyms)]
 >>> result = compare_pipelines(train, inference, ["The WHO said US cases rose", "Cases rose"])
 >>> result.ok
 False
@@ -67,7 +71,6 @@ __all__ = [
 Stage = tuple[str, Callable[[Any], Any]]
 #: Characters of a value shown in reports before it is cut.
 _SHOWN = 200
-_SIDES = ("training", "inference")
 _WHERE = {"training": "in training", "inference": "at inference"}
 
 
@@ -106,7 +109,7 @@ def values_equal(a: Any, b: Any) -> bool:
         return True
     try:
         return bool(a == b)
-    except Exception:  # an object whose == does not give one bool cannot be shown equal
+    except Exception:  # noqa: BLE001 - an object whose == gives no single bool cannot be shown equal
         return False
 
 
@@ -235,7 +238,7 @@ class PipelineComparison:
 
     Attributes:
         n_samples: Number of golden records compared.
-        differences: One entry per record whose outputs differ or on which a stage raised.
+        differences: One entry per record whose final outputs differ or on which a stage raised.
         structure: Differences in the stage lists themselves (stages in one pipeline only, moved stages).
         alignment: ``"name"``, ``"position"`` or ``"end to end"``.
     """
@@ -272,7 +275,9 @@ class PipelineComparison:
             stages = ", ".join(f"'{s}' ({c} record{'s' * (c != 1)})" for s, c in self.stage_counts.items())
             line = f"First differing stage: {stages}."
             if self.culprit_counts:
-                culprits = ", ".join(f"'{s}' ({c} record{'s' * (c != 1)})" for s, c in self.culprit_counts.items())
+                culprits = ", ".join(
+                    f"'{s}' ({c} record{'s' * (c != 1)})" for s, c in self.culprit_counts.items()
+                )
                 line += f" Traced back to: {culprits}."
             lines.append(line)
         return lines
@@ -306,14 +311,18 @@ class PipelineComparison:
             },
         }
         return Finding(
-            code="FW-PIPELINE-DRIFT", severity=Severity.WARNING, step=step, epoch=epoch,
-            message=message, evidence=evidence,
+            code="FW-PIPELINE-DRIFT",
+            severity=Severity.WARNING,
+            step=step,
+            epoch=epoch,
+            message=message,
+            evidence=evidence,
         )
 
 
 @dataclass
 class _Trace:
-    """What one pipeline did with one sample: inputs and outputs per stage key, and the error if one raised."""
+    """What one pipeline did with one sample: inputs and outputs per stage key, and the error if any."""
 
     inputs: dict[Any, Any] = field(default_factory=dict)
     outputs: dict[Any, Any] = field(default_factory=dict)
@@ -337,11 +346,17 @@ def _parse(pipeline: Any, side: str) -> list[tuple[str, Callable[[Any], Any]]] |
     arg = "train" if side == "training" else "inference"
     if not isinstance(pipeline, (list, tuple)):
         raise TypeError(
-            f"Expected `{arg}` to be a list of (name, callable) stages or a callable, but got {type(pipeline).__name__}."
+            f"Expected `{arg}` to be a list of (name, callable) stages or a callable, "
+            f"but got {type(pipeline).__name__}."
         )
     stages = []
     for k, stage in enumerate(pipeline):
-        if not (isinstance(stage, (list, tuple)) and len(stage) == 2 and isinstance(stage[0], str) and callable(stage[1])):
+        if not (
+            isinstance(stage, (list, tuple))
+            and len(stage) == 2
+            and isinstance(stage[0], str)
+            and callable(stage[1])
+        ):
             raise TypeError(f"Expected `{arg}[{k}]` to be a (name, callable) pair, but got {_show(stage)}.")
         stages.append((stage[0], stage[1]))
     return stages
@@ -358,10 +373,10 @@ def _keyed(stages: list[tuple[str, Callable[[Any], Any]]], by_name: bool) -> lis
 
 
 def _isolated(value: Any) -> Any:
-    # A stage that edits its input in place must not change a value already recorded (or the other pipeline's).
+    # A stage that edits its input in place must not change a recorded value (or the other pipeline's).
     try:
         return copy.deepcopy(value)
-    except Exception:  # some objects (locks, open handles) cannot be copied; use them as they are
+    except Exception:  # noqa: BLE001 - some objects (locks, handles) cannot be copied; use them as is
         return value
 
 
@@ -372,7 +387,7 @@ def _run(stages: list[_Stage], sample: Any, side: str) -> _Trace:
         trace.inputs[stage.key] = value
         try:
             value = stage.fn(_isolated(value))
-        except Exception as err:  # the comparison reports any stage failure instead of crashing
+        except Exception as err:  # noqa: BLE001 - any stage failure is reported, never raised
             trace.error = StageError(side, stage.name, stage.position, f"{type(err).__name__}: {err}")
             trace.error_key = stage.key
             return trace
@@ -407,7 +422,9 @@ def _structure(train: list[_Stage], inference: list[_Stage], by_name: bool) -> l
     notes = []
     if not by_name:
         if len(train) != len(inference):
-            notes.append(f"Stage count: {len(train)} in training, {len(inference)} at inference (aligned by position).")
+            notes.append(
+                f"Stage count: {len(train)} in training, {len(inference)} at inference (aligned by position)."
+            )
         return notes
     t_pos = {s.key: s.position for s in train}
     i_pos = {s.key: s.position for s in inference}
@@ -425,11 +442,18 @@ def _structure(train: list[_Stage], inference: list[_Stage], by_name: bool) -> l
         before = [k for k in t_order if t_pos[k] > t_pos[key] and i_pos[k] < i_pos[key]]
         relation = []
         if after:
-            relation.append(f"after {_quoted(after)} in training, before {'them' if len(after) > 1 else 'it'} at inference")
+            relation.append(
+                f"after {_quoted(after)} in training, "
+                f"before {'them' if len(after) > 1 else 'it'} at inference"
+            )
         if before:
-            relation.append(f"before {_quoted(before)} in training, after {'them' if len(before) > 1 else 'it'} at inference")
+            relation.append(
+                f"before {_quoted(before)} in training, "
+                f"after {'them' if len(before) > 1 else 'it'} at inference"
+            )
         notes.append(
-            f"Stage order: stage '{key}' runs at position {t_pos[key]} in training and {i_pos[key]} at inference"
+            f"Stage order: stage '{key}' runs at position {t_pos[key]} in training "
+            f"and {i_pos[key]} at inference"
             f" ({'; '.join(relation)})."
         )
     return notes
@@ -448,11 +472,11 @@ def _cause_of_input(key: Any, train: list[_Stage], inference: list[_Stage]) -> t
         parts.append(f"{_quoted(only_t)} run{'s' * (len(only_t) == 1)} before it in training only")
     if parts:
         return "its input already differs: " + "; ".join(parts) + ".", tuple(only_i + only_t)
-    return (
-        f"its input already differs: the stages before it run in another order "
-        f"(training: {_quoted(t_before)}; inference: {_quoted(i_before)}).",
-        tuple(t_before),
+    cause = (
+        "its input already differs: the stages before it run in another order "
+        f"(training: {_quoted(t_before)}; inference: {_quoted(i_before)})."
     )
+    return cause, tuple(t_before)
 
 
 def _compare_one(
@@ -467,8 +491,12 @@ def _compare_one(
 
     def difference(**fields: Any) -> SampleDifference:
         return SampleDifference(
-            index=index, sample=sample, train_output=t_trace.output, inference_output=i_trace.output,
-            errors=errors, **fields,
+            index=index,
+            sample=sample,
+            train_output=t_trace.output,
+            inference_output=i_trace.output,
+            errors=errors,
+            **fields,
         )
 
     if not errors and values_equal(t_trace.output, i_trace.output):
@@ -484,7 +512,10 @@ def _compare_one(
             failed = [t for t in (t_trace, i_trace) if t.error is not None and t.error_key == key]
             if failed:
                 return difference(
-                    stage=label, **where, train_value=None, inference_value=None,
+                    stage=label,
+                    **where,
+                    train_value=None,
+                    inference_value=None,
                     cause="; ".join(str(t.error) for t in failed) + ".",
                     culprits=tuple(dict.fromkeys(t.error.stage for t in failed)),
                 )
@@ -499,7 +530,12 @@ def _compare_one(
             else:
                 cause, culprits = _cause_of_input(key, train, inference)
             return difference(
-                stage=label, **where, train_value=t_value, inference_value=i_value, cause=cause, culprits=culprits,
+                stage=label,
+                **where,
+                train_value=t_value,
+                inference_value=i_value,
+                cause=cause,
+                culprits=culprits,
             )
 
     if errors:
@@ -508,8 +544,10 @@ def _compare_one(
             stage=first.stage,
             train_position=first.position if first.pipeline == "training" else None,
             inference_position=first.position if first.pipeline == "inference" else None,
-            train_value=None, inference_value=None,
-            cause="; ".join(str(e) for e in errors) + ".", culprits=tuple(dict.fromkeys(e.stage for e in errors)),
+            train_value=None,
+            inference_value=None,
+            cause="; ".join(str(e) for e in errors) + ".",
+            culprits=tuple(dict.fromkeys(e.stage for e in errors)),
         )
     if end_to_end:
         cause, culprits = "the end-to-end outputs differ.", ()
@@ -517,12 +555,25 @@ def _compare_one(
         # Every shared stage agreed: the stages that only one pipeline runs changed the output.
         only_t = [s.name for s in train if s.key not in i_pos]
         only_i = [s.name for s in inference if s.key not in t_pos]
-        parts = [f"{_quoted(n)} {_WHERE[side]} only" for n, side in ((only_t, "training"), (only_i, "inference")) if n]
-        cause = "every shared stage agrees; the final outputs differ because of the stages run " + "; ".join(parts) + "."
+        parts = [
+            f"{_quoted(n)} {_WHERE[side]} only"
+            for n, side in ((only_t, "training"), (only_i, "inference"))
+            if n
+        ]
+        cause = (
+            "every shared stage agrees; the final outputs differ because of the stages run "
+            + "; ".join(parts)
+            + "."
+        )
         culprits = tuple(only_t + only_i)
     return difference(
-        stage=None, train_position=None, inference_position=None, train_value=None, inference_value=None,
-        cause=cause, culprits=culprits,
+        stage=None,
+        train_position=None,
+        inference_position=None,
+        train_value=None,
+        inference_value=None,
+        cause=cause,
+        culprits=culprits,
     )
 
 
@@ -540,9 +591,10 @@ def compare_pipelines(
             stage that edits its input in place cannot affect the other pipeline).
 
     Returns:
-        A :class:`PipelineComparison`: ``ok``, one :class:`SampleDifference` per differing record, the
-        structural differences, and ``str()`` as the human report. A stage that raises is reported with the
-        stage and the record; it never stops the comparison.
+        A :class:`PipelineComparison`: ``ok``, one :class:`SampleDifference` per record whose final outputs
+        differ or on which a stage raised, the structural differences (moved stages, stages in one pipeline
+        only), and ``str()`` as the human report. A stage that raises is reported with the stage and the
+        record; it never stops the comparison.
 
     Raises:
         TypeError: If a pipeline is neither a list of ``(name, callable)`` pairs nor a callable.
@@ -551,16 +603,21 @@ def compare_pipelines(
     train_stages = _parse(train, "training")
     inference_stages = _parse(inference, "inference")
     if isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable):
-        raise TypeError(f"Expected `samples` to be a collection of golden records, but got {type(samples).__name__}.")
+        raise TypeError(
+            f"Expected `samples` to be a collection of golden records, but got {type(samples).__name__}."
+        )
     records = list(samples)
     if not records:
         raise ValueError("Expected `samples` to hold at least one golden record, but got none.")
 
     end_to_end = train_stages is None or inference_stages is None
     if end_to_end:
-        train_stages = train_stages if train_stages is not None else [(getattr(train, "__name__", "train"), train)]
+        train_stages = (
+            train_stages if train_stages is not None else [(getattr(train, "__name__", "train"), train)]
+        )
         inference_stages = (
-            inference_stages if inference_stages is not None
+            inference_stages
+            if inference_stages is not None
             else [(getattr(inference, "__name__", "inference"), inference)]
         )
         by_name, alignment = False, "end to end"
@@ -577,7 +634,10 @@ def compare_pipelines(
         if difference is not None:
             differences.append(difference)
     return PipelineComparison(
-        n_samples=len(records), differences=tuple(differences), structure=tuple(structure), alignment=alignment,
+        n_samples=len(records),
+        differences=tuple(differences),
+        structure=tuple(structure),
+        alignment=alignment,
     )
 
 

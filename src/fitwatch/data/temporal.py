@@ -73,9 +73,10 @@ class TemporalSplitReport:
                 f"time {_show(self.latest_train)}{gap}."
             )
         return (
-            f"Temporal split broken: {self.n_not_later} of {self.n_val} validation times ({self.fraction:.1%}) are "
-            f"not later than the latest training time {_show(self.latest_train)}{gap}; the earliest validation "
-            f"time is {_show(self.earliest_val)}, and {self.n_train_after_earliest_val} of {self.n_train} training "
+            f"Temporal split broken: {self.n_not_later} of {self.n_val} validation times "
+            f"({self.fraction:.1%}) are not later than the latest training time "
+            f"{_show(self.latest_train)}{gap}; the earliest validation time is {_show(self.earliest_val)}, "
+            f"and {self.n_train_after_earliest_val} of {self.n_train} training "
             f"times are later than it."
         )
 
@@ -99,8 +100,12 @@ class TemporalSplitReport:
             "n_train_after_earliest_val": self.n_train_after_earliest_val,
         }
         return Finding(
-            code="FW-LEAK-TEMPORAL", severity=Severity.WARNING, step=step, epoch=epoch,
-            message=message.rstrip("."), evidence=evidence,
+            code="FW-LEAK-TEMPORAL",
+            severity=Severity.WARNING,
+            step=step,
+            epoch=epoch,
+            message=message.rstrip("."),
+            evidence=evidence,
         )
 
 
@@ -155,7 +160,9 @@ def _numeric(name: str, times: Sequence[Any]) -> tuple[np.ndarray, str | None]:
             )
         family = families.pop() if families else None
         if family == "datetime":
-            array = np.array([_to_datetime64(name, i, t) for i, t in enumerate(times)], dtype="datetime64[us]")
+            array = np.array(
+                [_to_datetime64(name, i, t) for i, t in enumerate(times)], dtype="datetime64[us]"
+            )
         else:
             # Integer times stay int64 (exact for Unix nanoseconds); any float makes the array float64.
             array = np.asarray(times)
@@ -164,16 +171,18 @@ def _numeric(name: str, times: Sequence[Any]) -> tuple[np.ndarray, str | None]:
     missing = np.isnat(array) if family == "datetime" else np.isnan(array.astype(np.float64, copy=False))
     if missing.any():
         index = int(np.flatnonzero(missing)[0])
-        raise ValueError(f"Expected `{name}` to hold no missing times (NaN/NaT), but got one at index {index}.")
+        raise ValueError(
+            f"Expected `{name}` to hold no missing times (NaN/NaT), but got one at index {index}."
+        )
     return array, family
 
 
 def _to_datetime64(name: str, index: int, value: Any) -> np.datetime64:
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        # Aware datetimes are compared in UTC; mixing aware and naive ones would compare wall clocks of unknown zones.
+        # Aware datetimes compare in UTC; mixing aware and naive ones would compare clocks of unknown zones.
         value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
         return np.datetime64(value, "us")
-    if isinstance(value, dt.datetime) or isinstance(value, np.datetime64):
+    if isinstance(value, (dt.datetime, np.datetime64)):
         return np.datetime64(value, "us")
     return np.datetime64(value, "D").astype("datetime64[us]")
 
@@ -186,7 +195,8 @@ def _check_aware(name: str, times: Sequence[Any], aware: set[bool]) -> None:
             aware.add(t.tzinfo is not None)
     if len(aware) > 1:
         raise TypeError(
-            f"Expected `{name}` and the other times to be all timezone-aware or all naive datetimes, but got a mix."
+            f"Expected `{name}` and the other times to be all timezone-aware or all naive datetimes, "
+            "but got a mix."
         )
 
 
@@ -198,18 +208,26 @@ def _gap(gap: Any, family: str | None) -> Any:
             return np.timedelta64(gap, "us")
         if isinstance(gap, np.timedelta64):
             return gap.astype("timedelta64[us]")
-        raise TypeError(f"Expected `gap` to be a datetime.timedelta or numpy timedelta64 for datetimes, but got {type(gap).__name__} {gap!r}.")
+        raise TypeError(
+            "Expected `gap` to be a datetime.timedelta or numpy timedelta64 for datetimes, "
+            f"but got {type(gap).__name__} {gap!r}."
+        )
     if isinstance(gap, bool) or not isinstance(gap, (numbers.Real, np.number)):
-        raise TypeError(f"Expected `gap` to be a number for numeric times, but got {type(gap).__name__} {gap!r}.")
+        raise TypeError(
+            f"Expected `gap` to be a number for numeric times, but got {type(gap).__name__} {gap!r}."
+        )
     return gap
 
 
-def check_temporal_split(train_times: Iterable[Any], val_times: Iterable[Any], gap: Any = None) -> TemporalSplitReport:
+def check_temporal_split(
+    train_times: Iterable[Any], val_times: Iterable[Any], gap: Any = None
+) -> TemporalSplitReport:
     """Check that every validation time is later than every training time plus ``gap``.
 
     Args:
         train_times: One time per training sample.
-        val_times: One time per validation sample, of the same family (numbers, or datetimes/dates/datetime64).
+        val_times: One time per validation sample, of the same family (numbers, or datetimes, dates and
+            datetime64).
         gap: Minimum distance between the latest training time and any validation time: a number for numeric
             times, a :class:`datetime.timedelta` or numpy ``timedelta64`` for datetimes, ``None`` for none.
             A validation time must be strictly later than ``latest_train + gap``.
@@ -237,9 +255,12 @@ def check_temporal_split(train_times: Iterable[Any], val_times: Iterable[Any], g
         raise ValueError(f"Expected `gap` to be non-negative, but got {gap!r}.")
     if not len(t_array) or not len(v_array):
         return TemporalSplitReport(
-            n_train=len(t_array), n_val=len(v_array), n_not_later=0,
+            n_train=len(t_array),
+            n_val=len(v_array),
+            n_not_later=0,
             latest_train=train[int(np.argmax(t_array))] if len(t_array) else None,
-            earliest_val=val[int(np.argmin(v_array))] if len(v_array) else None, gap=gap,
+            earliest_val=val[int(np.argmin(v_array))] if len(v_array) else None,
+            gap=gap,
         )
     i_latest = int(np.argmax(t_array))
     j_earliest = int(np.argmin(v_array))
