@@ -103,6 +103,10 @@ class Observer:
         self._fingerprints: dict[str, Tensor] | None = None
         self._train_flushed = True
         self._warned: set[str] = set()
+        self._deferred: tuple[nn.Module, int, int | None] | None = None
+        #: Compute the gradient norm in ``before_optimizer_step``. An adapter whose framework clips before that
+        #: hook turns it off and hands the framework's own pre-clip norm to :meth:`flush_step` instead.
+        self.measure_grad_norm = config.grad_norm
 
     # ------------------------------------------------------------------ wiring
     def set_sinks(self, sinks: Sequence[Sink]) -> None:
@@ -165,14 +169,18 @@ class Observer:
     def before_optimizer_step(self, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], step: int) -> None:
         if self.is_logging_step(step):
             self._hparams = hyperparameters(optimizers)
-            if self.config.grad_norm:
+            if self.measure_grad_norm:
                 grads = [p.grad for _, p in trainable_parameters(model) if p.grad is not None]
                 self._grad_norm = global_norm(grads) if grads else None
         if self.is_diag_step(step):
             self._ratios.snapshot(trainable_parameters(model))
 
-    def after_optimizer_step(self, model: nn.Module, step: int, epoch: int | None) -> None:
-        """Call after the optimizer step; ``step`` counts completed optimizer steps (this one included)."""
+    def after_optimizer_step(self, model: nn.Module, step: int, epoch: int | None, *, defer: bool = False) -> None:
+        """Call after the optimizer step; ``step`` counts completed optimizer steps (this one included).
+
+        With ``defer=True`` a logging step's record waits for :meth:`flush_step` (which can add a gradient
+        norm the framework computed).
+        """
         if self._step_loss is not None:
             mean = self._step_loss / max(self._micro_batches, 1)
             if self._losses is None or self._losses.device != mean.device:
@@ -184,7 +192,31 @@ class Observer:
         if self._ratios.pending:
             self._pending_ratios = self._ratios.ratios()
         if self.is_logging_step(step - 1):
-            self._log_step(model, step, epoch)
+            self.flush_step()  # a record still waiting from an earlier step goes first
+            self._deferred = (model, step, epoch)
+            if not defer:
+                self.flush_step()
+
+    def flush_step(self, grad_norm: float | None = None) -> None:
+        """Write the logging step record that :meth:`after_optimizer_step` deferred, if any."""
+        if self._deferred is None:
+            return
+        model, step, epoch = self._deferred
+        self._deferred = None
+        if grad_norm is not None:
+            self._grad_norm = torch.tensor(float(grad_norm))
+        self._log_step(model, step, epoch)
+
+    @staticmethod
+    def any_rank(flag: bool) -> bool:
+        """``flag`` OR-reduced over all ranks (itself without torch.distributed). Every rank must call it."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return flag
+        backend = torch.distributed.get_backend()
+        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item() > 0)
 
     def _log_step(self, model: nn.Module, step: int, epoch: int | None) -> None:
         n = min(self._logged_losses, self.log_every_n_steps)
@@ -337,6 +369,12 @@ class Observer:
         return set(order[: self.config.per_class_top_k])
 
     # ------------------------------------------------------------------ persistence
+    def __getstate__(self) -> dict[str, Any]:
+        # References into a live training step (model, snapshots, pending device tensors) are not state.
+        state = self.__dict__.copy()
+        state.update(_deferred=None, _pending_ratios={}, _ratios=UpdateRatioTracker(), _grad_norm=None)
+        return state
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor.state_dict(),

@@ -1,0 +1,367 @@
+"""Hugging Face Trainer adapter: ``FitWatchCallback``, a thin callback over :class:`fitwatch.observer.Observer`.
+
+.. code-block:: python
+
+    from fitwatch.hf import FitWatchCallback
+
+    trainer = Trainer(model=model, args=TrainingArguments(..., eval_strategy="epoch", report_to=["tensorboard"]),
+                      train_dataset=train, eval_dataset=val, callbacks=[FitWatchCallback(class_names=labels)])
+
+Trainer callbacks never see predictions, so the callback captures ``logits`` and ``labels`` with a forward
+hook on the model, in training and in evaluation, and accumulates them into O(classes x bins) states on
+the device: no ``compute_metrics`` wiring and no logits kept for the whole evaluation set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+try:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_callback import CallbackHandler, ExportableState
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError("fitwatch.hf needs transformers and accelerate: pip install 'fitwatch[hf]'.") from err
+import torch
+from torch import Tensor, nn
+
+from fitwatch.config import FitWatchConfig, resolve_config
+from fitwatch.findings import Finding
+from fitwatch.metrics.audit import looks_pretrained
+from fitwatch.observer import Observer
+from fitwatch.sinks.base import Sink
+from fitwatch.sinks.jsonl import JsonlSink
+from fitwatch.sinks.tensorboard import TensorBoardSink
+from fitwatch.sinks.warn import WarningSink
+
+__all__ = ["FitWatchCallback"]
+
+
+class FitWatchCallback(TrainerCallback, ExportableState):
+    """Per-class, calibration, optimizer and gap diagnostics for the Hugging Face ``Trainer``, and findings.
+
+    Args:
+        class_names: Class (or label) names in index order; ``model.config.id2label`` is used when omitted.
+        num_classes: Number of classes when there are no names; inferred from the logits otherwise.
+        task: ``"multiclass"``, ``"binary"``, ``"multilabel"`` or ``"auto"`` (sequence and token classification
+            are both multiclass; ``problem_type="multi_label_classification"`` gives multilabel).
+        n_bins: Calibration bins (default 15).
+        log_every_n_steps: Step-diagnostics interval; default: ``TrainingArguments.logging_steps``.
+        diag_every_n_steps: Interval of per-block update ratios (0 turns them off; default 50).
+        stop_on: Finding codes or severities that stop training (never by default).
+        config: Every other setting: a :class:`~fitwatch.config.FitWatchConfig`, a mapping or a YAML path.
+        on_finding: Called with every new finding; a module-level function (or its ``"module:name"`` path) is
+            restored on resume, a lambda is not.
+        log_dir: Where fitwatch writes; default: the run directory of the Trainer's ``TensorBoardCallback``,
+            else ``$TENSORBOARD_LOGGING_DIR``, else ``<output_dir>/runs/fitwatch``.
+
+    Resume: the callback implements ``ExportableState``. With
+    ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` and
+    ``trainer.train(resume_from_checkpoint=...)``, histories, detector windows and raised findings continue.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | None = None,
+        *,
+        num_classes: int | None = None,
+        task: str | None = None,
+        n_bins: int | None = None,
+        log_every_n_steps: int | None = None,
+        diag_every_n_steps: int | None = None,
+        stop_on: Sequence[str] | None = None,
+        config: FitWatchConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        on_finding: Callable[[Finding], Any] | str | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._init_args = {
+            "class_names": None if class_names is None else list(class_names),
+            "num_classes": num_classes,
+            "task": task,
+            "n_bins": n_bins,
+            "log_every_n_steps": log_every_n_steps,
+            "diag_every_n_steps": diag_every_n_steps,
+            "stop_on": None if stop_on is None else list(stop_on),
+            "log_dir": None if log_dir is None else str(log_dir),
+        }
+        self.config = resolve_config(
+            config,
+            class_names=None if class_names is None else tuple(class_names),
+            num_classes=num_classes,
+            task=task,
+            n_bins=n_bins,
+            log_every_n_steps=log_every_n_steps,
+            diag_every_n_steps=diag_every_n_steps,
+            stop_on=None if stop_on is None else tuple(stop_on),
+        )
+        self.on_finding = _resolve_hook(on_finding)
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.run_dir: Path | None = None
+        self.observer: Observer | None = None
+        self._pending_state: Mapping[str, Any] | None = None
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._hooked: nn.Module | None = None
+        self._sinks_ready = False
+        self._optimizers: list[torch.optim.Optimizer] = []
+        self._training = False
+        self._staged: tuple[Tensor, Tensor, Tensor | None] | None = None
+
+    # ------------------------------------------------------------------ public
+    @property
+    def findings(self) -> list[Finding]:
+        """Every cause found so far (its latest state), in the order first raised."""
+        return [] if self.observer is None else self.observer.findings
+
+    @property
+    def history(self) -> dict[str, list[tuple[int, float]]]:
+        """Every scalar written: ``{tag: [(step, value), ...]}``."""
+        return {} if self.observer is None else self.observer.history
+
+    # ------------------------------------------------------------------ ExportableState
+    def state(self) -> dict[str, Any]:
+        """JSON-safe constructor arguments and observer state, saved in ``trainer_state.json``."""
+        args = {k: v for k, v in self._init_args.items() if v is not None}
+        args["config"] = self.config.to_dict()
+        hook = _hook_path(self.on_finding)
+        if hook is not None:
+            args["on_finding"] = hook
+        return {"args": args, "attributes": {"fitwatch_state": self.fitwatch_state}}
+
+    @property
+    def fitwatch_state(self) -> dict[str, Any]:
+        return self.observer.state_dict() if self.observer is not None else dict(self._pending_state or {})
+
+    @fitwatch_state.setter
+    def fitwatch_state(self, value: Mapping[str, Any]) -> None:
+        if self.observer is not None:
+            self.observer.load_state_dict(value)
+        else:
+            self._pending_state = value
+
+    # ------------------------------------------------------------------ set-up
+    def _observer(self, model: nn.Module | None) -> Observer:
+        if self.observer is None:
+            config = self.config
+            if config.class_names is None and config.num_classes is None and model is not None:
+                id2label = getattr(getattr(model, "config", None), "id2label", None)
+                if isinstance(id2label, Mapping) and id2label and config.task != "binary":
+                    names = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(len(id2label))]
+                    config = config.replace(class_names=tuple(names))
+            self.observer = Observer(config, on_finding=self.on_finding)
+            if self._pending_state:
+                self.observer.load_state_dict(self._pending_state)
+                self._pending_state = None
+        return self.observer
+
+    def _ensure_hook(self, model: nn.Module | None) -> None:
+        if model is None or self._hooked is model:
+            return
+        if self._hook is not None:
+            self._hook.remove()
+        self._observer(model)
+        self._hook = model.register_forward_hook(self._capture, with_kwargs=True)
+        self._hooked = model
+
+    def _setup_sinks(self, args: TrainingArguments, state: TrainerState) -> None:
+        if self._sinks_ready or self.observer is None:
+            return
+        self._sinks_ready = True
+        if not state.is_world_process_zero:
+            self.observer.set_sinks([])
+            return
+        tb = _trainer_tensorboard_callback()
+        writer = getattr(tb, "tb_writer", None) if tb is not None else None
+        sinks: list[Sink] = [WarningSink(warn=self.config.warn)]
+        if writer is not None:
+            run_dir = self.log_dir or Path(getattr(tb, "logging_dir", None) or writer.log_dir)
+            sinks.append(TensorBoardSink(lambda: writer, prefix=self.config.tag_prefix, images=self.config.images, own_writer=False))
+        else:
+            env = os.getenv("TENSORBOARD_LOGGING_DIR")
+            run_dir = self.log_dir or (Path(env).expanduser() if env else Path(args.output_dir) / "runs" / "fitwatch")
+            sinks.append(TensorBoardSink.for_directory(run_dir, prefix=self.config.tag_prefix, images=self.config.images))
+        sinks.append(JsonlSink(run_dir, findings_file=self.config.findings_file))
+        self.run_dir = Path(run_dir)
+        self.observer.set_sinks(sinks)
+
+    # ------------------------------------------------------------------ capture
+    def _capture(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        """Forward hook: hand logits, labels and loss to the observer (device tensors only, no host sync).
+
+        Training batches are accumulated at once. An evaluation batch is only staged, and committed by
+        ``on_prediction_step``, which the Trainer calls after each batch of its evaluation loop: a forward
+        the user runs outside ``evaluate()`` (inference, a custom metric) never leaks into the numbers.
+        """
+        observer = self.observer
+        if observer is None:
+            return
+        logits = _field(output, "logits")
+        labels = kwargs.get("labels")
+        if not isinstance(logits, Tensor):
+            return
+        if not isinstance(labels, Tensor):
+            if module.training:  # a forward without labels at evaluation time is plain inference
+                observer.warn_once(
+                    "hf-no-labels",
+                    "fitwatch: the model's forward received no `labels` in training, so per-class and calibration "
+                    "metrics are off. The Trainer pops labels before the forward when label_smoothing_factor > 0 or "
+                    "a compute_loss_func is set; optimizer diagnostics keep working.",
+                )
+            return
+        loss = _field(output, "loss")
+        loss = loss if isinstance(loss, Tensor) else None
+        if module.training:
+            observer.train_batch(logits, labels, loss)
+        else:
+            self._staged = (logits.detach(), labels.detach(), None if loss is None else loss.detach())
+
+    # ------------------------------------------------------------------ events
+    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> None:
+        self._ensure_hook(model)
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None, **kwargs: Any,
+    ) -> None:
+        self._ensure_hook(model)
+        observer = self._observer(model)
+        self._setup_sinks(args, state)
+        self._optimizers = [optimizer] if optimizer is not None else []
+        self._training = True
+        # The Trainer clips before on_pre_optimizer_step, so the pre-clip norm comes from its own logs.
+        observer.measure_grad_norm = False
+        if model is not None and self._optimizers:
+            observer.fit_start(
+                model,
+                self._optimizers,
+                step=state.global_step,
+                epoch=_epoch(state),
+                max_steps=state.max_steps,
+                pretrained=looks_pretrained(model),
+                log_every_n_steps=_logging_steps(args, state),
+            )
+
+    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> None:
+        if self.observer is not None and model is not None:
+            self.observer.before_optimizer_step(model, self._optimizers, state.global_step)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> TrainerControl:
+        if self.observer is not None and model is not None:
+            # Defer the step record to on_log, which carries the Trainer's pre-clip gradient norm.
+            self.observer.after_optimizer_step(model, state.global_step, _epoch(state), defer=control.should_log)
+        return control
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.observer is None:
+            return
+        grad_norm = (logs or {}).get("grad_norm")
+        self.observer.flush_step(grad_norm=float(grad_norm) if isinstance(grad_norm, (int, float)) else None)
+
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.observer is None:
+            return
+        self.observer.flush_step()
+        # An evaluation that follows takes the epoch's training metrics (and their gap to validation).
+        if not control.should_evaluate:
+            self.observer.end_train_epoch(step=state.global_step, epoch=_epoch(state))
+
+    def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._staged is not None and self.observer is not None:
+            self.observer.eval_batch(*self._staged)
+        self._staged = None
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None,
+        metrics: Mapping[str, float] | None = None, **kwargs: Any,
+    ) -> TrainerControl:
+        observer = self._observer(model)
+        self._setup_sinks(args, state)
+        observer.flush_step()
+        training = self._training and bool(self._optimizers)
+        observer.end_evaluation(
+            step=state.global_step,
+            epoch=_epoch(state),
+            model=model if training else None,
+            optimizers=self._optimizers if training else (),
+        )
+        if self.config.stop_on and observer.any_rank(observer.monitor.should_stop):
+            control.should_training_stop = True
+        return control
+
+    def on_predict(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: Any = None, **kwargs: Any) -> None:
+        # trainer.predict() runs the same forward: its batches are not a validation, so they are dropped.
+        if self.observer is not None:
+            self.observer.val.reset()
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self._training = False
+        if self.observer is not None:
+            self.observer.flush_step()
+            self.observer.end()
+            self._sinks_ready = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_hook=None, _hooked=None, _sinks_ready=False, _optimizers=[], _staged=None)
+        return state
+
+
+def _field(output: Any, name: str) -> Any:
+    if isinstance(output, Mapping):
+        return output.get(name)
+    return getattr(output, name, None)
+
+
+def _epoch(state: TrainerState) -> int | None:
+    """The 0-based epoch index of HF's fractional ``state.epoch`` (1.0 at the end of the first epoch)."""
+    if state.epoch is None:
+        return None
+    return max(math.ceil(state.epoch) - 1, 0)
+
+
+def _logging_steps(args: TrainingArguments, state: TrainerState) -> int | None:
+    steps = getattr(state, "logging_steps", None) or getattr(args, "logging_steps", None)
+    if isinstance(steps, float) and steps < 1:  # a ratio of max_steps
+        steps = math.ceil(steps * state.max_steps)
+    return int(steps) if steps else None
+
+
+def _trainer_tensorboard_callback() -> Any:
+    """The Trainer's ``TensorBoardCallback``, found through the ``CallbackHandler`` that is calling us.
+
+    Callbacks get no reference to the Trainer; reusing its TensorBoard writer puts fitwatch's tags in the
+    same run directory as ``train/loss`` and ``eval/loss``, whatever timestamped name it chose.
+    """
+    frame = sys._getframe(1)
+    for _ in range(8):
+        if frame is None:
+            break
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, CallbackHandler):
+            return next((cb for cb in candidate.callbacks if type(cb).__name__ == "TensorBoardCallback"), None)
+        frame = frame.f_back
+    return None
+
+
+def _hook_path(hook: Callable[..., Any] | None) -> str | None:
+    module, name = getattr(hook, "__module__", None), getattr(hook, "__qualname__", "")
+    if not module or not name or "<" in name:
+        return None
+    return f"{module}:{name}"
+
+
+def _resolve_hook(hook: Callable[[Finding], Any] | str | None) -> Callable[[Finding], Any] | None:
+    if hook is None or callable(hook):
+        return hook
+    if isinstance(hook, str) and ":" in hook:
+        module, _, name = hook.partition(":")
+        target: Any = importlib.import_module(module)
+        for part in name.split("."):
+            target = getattr(target, part)
+        if callable(target):
+            return target  # type: ignore[no-any-return]
+    raise TypeError(f"Expected `on_finding` to be a callable or a 'module:function' path, but got {hook!r}.")
