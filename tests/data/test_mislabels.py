@@ -172,6 +172,17 @@ def test_state_dict_round_trip_and_old_states():
         assert legacy.updates == 0 and legacy.flush_every == 50
 
 
+def test_resume_into_a_larger_num_samples():
+    grown = AreaUnderMargin()
+    grown.update(torch.tensor([[0.0, 1.0]]), torch.tensor([0]), torch.tensor([3]))
+    resumed = AreaUnderMargin(num_samples=10)
+    resumed.load_state_dict({k: v for k, v in grown.state_dict().items() if k != "num_samples"})
+    assert resumed.capacity == 4
+    resumed.update(torch.tensor([[2.0, 0.0]]), torch.tensor([0]), torch.tensor([9]))
+    assert resumed.capacity == 10
+    assert resumed.top_k(2) == [(3, -1.0), (9, 2.0)]
+
+
 def test_empty_and_nothing_suspicious():
     assert AreaUnderMargin().top_k(3) == [] and AreaUnderMargin().to_finding() is None
     aum = AreaUnderMargin()

@@ -269,6 +269,66 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+class _NearIndex:
+    """MinHash LSH over the distinct validation contents, queried with chunks of training samples.
+
+    Candidates are verified with the exact Jaccard of the two shingle sets, so only true pairs come out.
+    """
+
+    def __init__(
+        self,
+        val: Any,
+        field: str | None,
+        groups: dict[bytes, list[int]],
+        kinds: dict[int, str],
+        *,
+        threshold: float,
+        shingle: int,
+        num_perm: int,
+    ) -> None:
+        self._datasketch = _datasketch()
+        self._val, self._field, self._groups, self._kinds = val, field, groups, kinds
+        self._threshold, self._shingle = threshold, shingle
+        # zlib.crc32 is deterministic across processes (hash() is salted) and runs in C; datasketch's
+        # affine32 scheme mixes each input hash with the MurmurHash3 finalizer before permuting it.
+        self._minhash_kwargs = {"num_perm": num_perm, "seed": MINHASH_SEED, "hashfunc": zlib.crc32}
+        self._lsh = self._datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+        self._digest: dict[int, bytes] = {}  # representative validation index -> its content digest
+        self._shingles: dict[int, set[bytes]] = {}
+        representatives = [(group[0], digest) for digest, group in groups.items()]
+        with self._lsh.insertion_session() as session:
+            for chunk in _chunks(representatives, _CHUNK):
+                kept = [(j, digest, self._compute_shingles(j)) for j, digest in chunk]
+                kept = [(j, digest, sets) for j, digest, sets in kept if sets]
+                signatures = self._datasketch.MinHash.bulk(
+                    [sets for _, _, sets in kept], **self._minhash_kwargs
+                )
+                for (j, digest, _), signature in zip(kept, signatures):
+                    session.insert(j, signature, check_duplication=False)
+                    self._digest[j] = digest
+
+    def _compute_shingles(self, j: int) -> set[bytes]:
+        sample, _ = _extract(self._val[j], self._field, f"val[{j}]")
+        return shingles(content_tokens(sample, self._kinds[j]), self._shingle)
+
+    def _val_shingles(self, j: int) -> set[bytes]:
+        # Kept only for validation samples that became candidates, not for the whole index.
+        if j not in self._shingles:
+            self._shingles[j] = self._compute_shingles(j)
+        return self._shingles[j]
+
+    def matches(self, queries: list[tuple[int, bytes, set[bytes]]]) -> Iterator[tuple[int, int, float]]:
+        """Verified near pairs ``(train_index, val_index, jaccard)`` for ``(index, digest, shingles)``."""
+        signatures = self._datasketch.MinHash.bulk([sets for _, _, sets in queries], **self._minhash_kwargs)
+        for (i, digest, train_shingles), signature in zip(queries, signatures):
+            for j in self._lsh.query(signature):
+                if self._digest[j] == digest:
+                    continue  # the exact copy, reported as such
+                similarity = _jaccard(train_shingles, self._val_shingles(j))
+                if similarity >= self._threshold:
+                    yield from ((i, v, similarity) for v in self._groups[self._digest[j]])
+
+
 def find_duplicates(
     train: Iterable[Any],
     val: Iterable[Any],
@@ -325,74 +385,43 @@ def find_duplicates(
     for j in range(len(val)):
         sample, name = _extract(val[j], field, f"val[{j}]")
         kind = check_kind(sample, name)
-        digest = content_digest(sample, name=name)
-        group = val_groups.setdefault(digest, [])
+        group = val_groups.setdefault(content_digest(sample, name=name), [])
         if not group:
             val_kinds[j] = kind
         group.append(j)
-    n_val = len(val)
 
     # Near duplicates are only defined for kinds with tokens; with no such validation sample there is nothing
     # to index, and the training pass still checks kinds and exact copies.
     search_near = near and check_kind.kind in _TOKEN_KINDS
-    lsh = datasketch = None
-    val_shingle_cache: dict[int, set[bytes]] = {}
-    minhash_kwargs: dict[str, Any] = {}
-    rep_digest: dict[int, bytes] = {}
+    index = None
     if search_near:
-        datasketch = _datasketch()
-        # zlib.crc32 is deterministic across processes (hash() is salted) and runs in C; datasketch's
-        # affine32 scheme mixes each input hash with the MurmurHash3 finalizer before permuting it.
-        minhash_kwargs = {"num_perm": num_perm, "seed": MINHASH_SEED, "hashfunc": zlib.crc32}
-        lsh = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
-        reps = [(group[0], digest) for digest, group in val_groups.items()]
-        with lsh.insertion_session() as session:
-            for chunk in _chunks(reps, _CHUNK):
-                sets = []
-                for j, digest in chunk:
-                    sample, _ = _extract(val[j], field, f"val[{j}]")
-                    sets.append(shingles(content_tokens(sample, val_kinds[j]), shingle))
-                kept = [(j, digest, s) for (j, digest), s in zip(chunk, sets) if s]
-                signatures = datasketch.MinHash.bulk([s for _, _, s in kept], **minhash_kwargs)
-                for (j, digest, _), signature in zip(kept, signatures):
-                    session.insert(j, signature, check_duplication=False)
-                    rep_digest[j] = digest
+        index = _NearIndex(
+            val, field, val_groups, val_kinds, threshold=threshold, shingle=shingle, num_perm=num_perm
+        )
 
     exact: list[tuple[int, int]] = []
     near_pairs: list[tuple[int, int, float]] = []
     n_train = 0
     for chunk in _chunks(enumerate(train), _CHUNK):
-        query_sets: list[tuple[int, bytes, set[bytes]]] = []
+        queries: list[tuple[int, bytes, set[bytes]]] = []
         for i, raw in chunk:
             sample, name = _extract(raw, field, f"train[{i}]")
             kind = check_kind(sample, name)
             digest = content_digest(sample, name=name)
-            for j in val_groups.get(digest, ()):
-                exact.append((i, j))
-            if lsh is not None and kind in _TOKEN_KINDS:
+            exact.extend((i, j) for j in val_groups.get(digest, ()))
+            if index is not None and kind in _TOKEN_KINDS:
                 train_shingles = shingles(content_tokens(sample, kind), shingle)
                 if train_shingles:
-                    query_sets.append((i, digest, train_shingles))
+                    queries.append((i, digest, train_shingles))
         n_train += len(chunk)
-        if lsh is None or not query_sets:
-            continue
-        signatures = datasketch.MinHash.bulk([s for _, _, s in query_sets], **minhash_kwargs)
-        for (i, digest, train_shingles), signature in zip(query_sets, signatures):
-            for j in lsh.query(signature):
-                if rep_digest[j] == digest:
-                    continue  # the exact copy, reported above
-                if j not in val_shingle_cache:
-                    sample, _ = _extract(val[j], field, f"val[{j}]")
-                    val_shingle_cache[j] = shingles(content_tokens(sample, val_kinds[j]), shingle)
-                similarity = _jaccard(train_shingles, val_shingle_cache[j])
-                if similarity >= threshold:
-                    near_pairs.extend((i, v, similarity) for v in val_groups[rep_digest[j]])
+        if index is not None and queries:
+            near_pairs.extend(index.matches(queries))
 
     return DuplicateReport(
         exact=tuple(sorted(exact)),
         near=tuple(sorted(near_pairs)),
         n_train=n_train,
-        n_val=n_val,
+        n_val=len(val),
         kind=check_kind.kind,
         near_searched=bool(search_near),
         threshold=float(threshold),

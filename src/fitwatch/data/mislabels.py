@@ -28,6 +28,7 @@ one host read of the largest id per flush, which grows the state to the ids seen
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -66,7 +67,7 @@ def _check_batch(logits: torch.Tensor, targets: torch.Tensor, sample_ids: torch.
             raise TypeError(f"Expected `{name}` to hold integers, but got {value.dtype}.")
 
 
-class _PerSampleTracker:
+class _PerSampleTracker(abc.ABC):
     """Dense per-sample-id state, grown on demand, updated without host synchronisation."""
 
     #: (name, dtype, fill value) of each dense state tensor.
@@ -100,11 +101,13 @@ class _PerSampleTracker:
                 tensor[: old[name].shape[0]] = old[name].to(device)
             self._state[name] = tensor
 
+    @abc.abstractmethod
     def _batch_values(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError
+        """Per-sample values of one batch, computed on the device (no host read)."""
 
+    @abc.abstractmethod
     def _fold(self, ids: torch.Tensor, *values: torch.Tensor) -> None:
-        raise NotImplementedError
+        """Scatter one batch's values into the dense state."""
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, sample_ids: torch.Tensor) -> None:
@@ -121,12 +124,16 @@ class _PerSampleTracker:
             ValueError: If the shapes do not match.
         """
         _check_batch(logits, targets, sample_ids)
-        ids = sample_ids.to(device=logits.device, dtype=torch.long)
-        values = self._batch_values(logits.detach(), targets.to(device=logits.device, dtype=torch.long))
+        device = logits.device
+        ids = sample_ids.to(device=device, dtype=torch.long)
+        values = self._batch_values(logits.detach(), targets.to(device=device, dtype=torch.long))
         self.updates += 1
+        if self._state and self._state_device(device) != device:
+            # A state restored on the CPU follows the model to its device once.
+            self._state = {name: tensor.to(device) for name, tensor in self._state.items()}
         if self.num_samples is not None:
-            if not self._state:
-                self._allocate(self.num_samples, logits.device)
+            if self.capacity < self.num_samples:
+                self._allocate(self.num_samples, device)
             self._fold(ids, *values)
             return
         self._pending.append((ids, *values))
