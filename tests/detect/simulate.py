@@ -135,7 +135,7 @@ def observe(rng: random.Random, curves: Curves, *, noise: float, progress_known:
         recalls = [tp[k] / curves.support[k] for k in range(c)]
         f1 = [2 * p * r / (p + r) if p + r > 0 else 0.0 for p, r in zip(precision, recalls)]
         accuracy = sum(tp) / n_val
-        ece, chance = _calibration(rng, accuracy, curves.overconfidence[i], n_val, c)
+        ece, chance = calibration_draw(rng, accuracy, curves.overconfidence[i], n_val, c)
         val_loss = curves.val_loss[i] * (1.0 + noise * rng.gauss(0.0, 1.0))
         train_loss = curves.train_loss[i] * (1.0 + 0.5 * noise * rng.gauss(0.0, 1.0))
         val = {"loss": val_loss, "nll": val_loss, "accuracy": accuracy, "macro_f1": sum(f1) / c, "ece": ece,
@@ -150,7 +150,7 @@ def observe(rng: random.Random, curves: Curves, *, noise: float, progress_known:
     return records
 
 
-def _calibration(rng: random.Random, accuracy: float, overconfidence: float, n_val: int,
+def calibration_draw(rng: random.Random, accuracy: float, overconfidence: float, n_val: int,
                  n_classes: int) -> tuple[float, float]:
     """ECE of a model whose bins are ``overconfidence`` above their accuracy, and the chance ECE."""
     ece = chance = 0.0

@@ -223,8 +223,7 @@ class NeverPredictedDetector(Detector):
         support, predicted = _column(per_class, "support"), _column(per_class, "predicted")
         names = _names(record, len(support))
         unpredicted = {}
-        for k, name in enumerate(names):
-            n = support[k]
+        for k, (name, n) in enumerate(zip(names, support)):
             p = predicted[k] if k < len(predicted) else None
             holds = n is not None and n >= self.min_support and p == 0
             self.streak[name] = self.streak.get(name, 0) + 1 if holds else 0
