@@ -312,9 +312,10 @@ def test_overfit_false_alarms_on_healthy_runs():
     alarms = {noise: 0 for noise in NOISES}
     for noise, run in healthy_runs():
         alarms[noise] += sim.first_index(sim.replay(OverfittingDetector(), run.records)) is not None
-    # Measured: 0, 0, 1 and 3 alarms in 200 runs at 0.5%, 1%, 2% and 5% noise.
+    # Measured: 0, 0, 0 and 1 alarm in 200 runs at 0.5%, 1%, 2% and 5% noise (0.5% over 3200 runs with more
+    # seeds and class balances). The bound is the brief's 2% per noise level.
     assert all(count <= 4 for count in alarms.values()), alarms
-    assert sum(alarms.values()) <= 6, alarms
+    assert sum(alarms.values()) <= 4, alarms
 
 
 def test_overfit_detects_a_clear_rise_within_two_evaluations():

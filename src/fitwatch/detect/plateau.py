@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from fitwatch import _validation as v
 from fitwatch.detect.base import Detector, register
 from fitwatch.detect.records import EvalRecord
-from fitwatch.detect.trends import finite, finite_or_none, mann_kendall, robust_noise, theil_sen_slope
+from fitwatch.detect.trends import finite, finite_or_none, mann_kendall, theil_sen_slope, trimmed_noise
 from fitwatch.findings import Finding, Severity
 
 __all__ = ["LRDecayedDetector", "PlateauDetector"]
@@ -158,7 +158,7 @@ class PlateauDetector(Detector):
 
     def _effective_threshold(self) -> float:
         logs = [math.log(x) for x in finite(self.val_loss) if x > 0]
-        noise = robust_noise(logs, order=2) if len(logs) >= 4 else math.nan
+        noise = trimmed_noise(logs) if len(logs) >= 4 else math.nan
         return max(self.threshold, self.noise_factor * noise if math.isfinite(noise) else 0.0)
 
     def _still_decreasing(self, values: Sequence[float | None]) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "robust_noise",
     "theil_sen_slope",
     "training_progress",
+    "trimmed_noise",
     "two_proportion_z",
 ]
 
@@ -222,6 +223,48 @@ def robust_noise(y: Sequence[float], *, order: int = 1) -> float:
     return 1.4826 * mad / math.sqrt(2.0 if order == 1 else 6.0)
 
 
+def trimmed_noise(y: Sequence[float], *, order: int = 2, keep: float = 0.8) -> float:
+    """Noise level of a series around its trend from the trimmed root mean square of its ``order``-th
+    differences: the ``keep`` share of them closest to their median, rescaled for the trimming.
+
+    For normal noise the kept values are the central ``keep`` of the distribution, whose variance is
+    ``1 - 2 c phi(c) / keep`` times the full one (``c`` the two-sided ``keep`` quantile); dividing by it
+    and by C(2 order, order) (see :func:`robust_noise`) gives the noise's standard deviation. Trimming 20%
+    keeps it robust to a few large differences (the turn of a curve, an outlier) while using 80% of the
+    values: on 20-40 points its 2nd percentile is ~0.5-0.65 of the truth against ~0.45-0.6 for the median
+    absolute deviation, and an underestimated noise is what makes a noise-scaled threshold false-alarm.
+    Returns NaN with fewer than ``order + 2`` finite points.
+
+    Raises:
+        ValueError: If ``order`` is not 1 or 2, or ``keep`` is not in (0, 1].
+
+    >>> round(trimmed_noise([1.0, 0.8, 0.6, 0.4, 0.6, 0.8, 1.0]), 12)   # a clean turn: no noise
+    0.0
+    >>> round(trimmed_noise([0.0, 1.0] * 10 + [0.0], order=1, keep=1.0), 3)   # differences of +-1: sd 1 / sqrt(2)
+    0.707
+    """
+    if order not in (1, 2):
+        raise ValueError(f"Expected `order` to be 1 or 2, but got {order!r}.")
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < keep <= 1.0:
+        raise ValueError(f"Expected `keep` to be a float in (0, 1], but got {keep!r}.")
+    v = finite(y)
+    if len(v) < order + 2:
+        return math.nan
+    diffs = [b - a for a, b in zip(v, v[1:])]
+    if order == 2:
+        diffs = [b - a for a, b in zip(diffs, diffs[1:])]
+    med = median(diffs)
+    dev = sorted(abs(d - med) for d in diffs)
+    k = min(len(dev), max(2, round(keep * len(dev))))
+    share = k / len(dev)
+    if share < 1.0:
+        c = _NORMAL.inv_cdf(0.5 + share / 2.0)
+        kept_variance = 1.0 - 2.0 * c * _NORMAL.pdf(c) / share
+    else:
+        kept_variance = 1.0
+    return math.sqrt(sum(d * d for d in dev[:k]) / k / kept_variance) / math.sqrt(2.0 if order == 1 else 6.0)
+
+
 def finite_or_none(value: object) -> float | None:
     """``value`` as a float when it is a finite number, else ``None``.
 
@@ -284,8 +327,8 @@ class Rise:
         current: The last value (NaN when it is not finite).
         since_best: Number of positions after ``best_index`` (0 when the last value is the best).
         gl: :func:`generalization_loss` of ``current`` against ``best``, percent.
-        noise_pct: :func:`robust_noise` (second differences) relative to ``best``, percent; 0 with
-            fewer than 4 finite values.
+        noise_pct: :func:`trimmed_noise` of the logarithm (second differences), i.e. the relative noise,
+            in percent; 0 with fewer than 4 finite values.
         threshold: The GL threshold: ``max(gl_floor, noise_factor * noise_pct)``.
         p_increasing: One-sided Mann-Kendall p-value of an increase over the last ``window`` values.
     """
@@ -325,7 +368,7 @@ def rise_since_best(
 
     >>> r = rise_since_best([1.0, 0.8, 0.7, 0.72, 0.8, 0.9, 1.0, 1.1])
     >>> r.best_index, r.since_best, round(r.gl, 1), round(r.noise_pct, 1), round(r.threshold, 1)
-    (2, 5, 57.1, 3.0, 12.1)
+    (2, 5, 57.1, 2.7, 10.6)
     """
     pts = [(i, f) for i, v in enumerate(values) if (f := finite_or_none(v)) is not None]
     if len(pts) < 3:
@@ -336,7 +379,7 @@ def rise_since_best(
     last = finite_or_none(values[-1]) if values else None
     current = math.nan if last is None else last
     # Relative noise from the logarithm: validation-loss noise scales with the loss level.
-    noise = robust_noise([math.log(f) for _, f in pts], order=2)
+    noise = trimmed_noise([math.log(f) for _, f in pts])
     noise_pct = 100.0 * noise if math.isfinite(noise) else 0.0
     threshold = max(gl_floor, noise_factor * noise_pct)
     return Rise(
