@@ -57,13 +57,21 @@ def _check_mode(mode: str) -> None:
 
 def _check_count(name: str, value: int, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Expected `{name}` to be an int >= {minimum}, but got {type(value).__name__} {value!r}.")
+        raise TypeError(
+            f"Expected `{name}` to be an int >= {minimum}, but got {type(value).__name__} {value!r}."
+        )
     if value < minimum:
         raise ValueError(f"Expected `{name}` to be an int >= {minimum}, but got {value!r}.")
 
 
-def lightning_early_stopping(values: Sequence[float], *, patience: int = 3, min_delta: float = 0.0,
-                             mode: str = "min", check_finite: bool = True) -> int | None:
+def lightning_early_stopping(
+    values: Sequence[float],
+    *,
+    patience: int = 3,
+    min_delta: float = 0.0,
+    mode: str = "min",
+    check_finite: bool = True,
+) -> int | None:
     """Lightning's ``EarlyStopping._evaluate_stopping_criteria`` over a series.
 
     An evaluation improves when ``value + min_delta < best`` (``mode="min"``; ``value - min_delta > best``
@@ -97,8 +105,9 @@ def lightning_early_stopping(values: Sequence[float], *, patience: int = 3, min_
     return None
 
 
-def hf_early_stopping(values: Sequence[float], *, patience: int = 1, threshold: float = 0.0,
-                      greater_is_better: bool = False) -> int | None:
+def hf_early_stopping(
+    values: Sequence[float], *, patience: int = 1, threshold: float = 0.0, greater_is_better: bool = False
+) -> int | None:
     """Hugging Face ``EarlyStoppingCallback`` over a series of ``eval_loss`` values.
 
     At each evaluation the callback compares the value with ``state.best_metric`` *before* the Trainer
@@ -121,7 +130,9 @@ def hf_early_stopping(values: Sequence[float], *, patience: int = 1, threshold: 
     counter = 0
     for i, raw in enumerate(values):
         value = float(raw)
-        if best is None or ((value > best if greater_is_better else value < best) and abs(value - best) > threshold):
+        if best is None or (
+            (value > best if greater_is_better else value < best) and abs(value - best) > threshold
+        ):
             counter = 0
         else:
             counter += 1
@@ -134,8 +145,15 @@ def hf_early_stopping(values: Sequence[float], *, patience: int = 1, threshold: 
     return None
 
 
-def reduce_lr_on_plateau(values: Sequence[float], *, patience: int = 10, threshold: float = 1e-4,
-                         threshold_mode: str = "rel", cooldown: int = 0, mode: str = "min") -> int | None:
+def reduce_lr_on_plateau(
+    values: Sequence[float],
+    *,
+    patience: int = 10,
+    threshold: float = 1e-4,
+    threshold_mode: str = "rel",
+    cooldown: int = 0,
+    mode: str = "min",
+) -> int | None:
     """Where torch's ``ReduceLROnPlateau`` first reduces the learning rate, stepped once per evaluation.
 
     A value is better when below ``best * (1 - threshold)`` (``rel``) or ``best - threshold`` (``abs``)
@@ -194,8 +212,9 @@ def prechelt_gl(val_losses: Sequence[float], *, alpha: float = 2.0) -> int | Non
     return None
 
 
-def prechelt_pq(val_losses: Sequence[float], train_losses: Sequence[float], *, alpha: float = 0.75,
-                strip: int = STRIP) -> int | None:
+def prechelt_pq(
+    val_losses: Sequence[float], train_losses: Sequence[float], *, alpha: float = 0.75, strip: int = STRIP
+) -> int | None:
     """Prechelt's PQ_alpha: at the end of a strip, stop when ``GL / P_k`` exceeds ``alpha``.
 
     ``P_k = 1000 (mean / min - 1)`` of the training losses of the strip's ``k`` evaluations
@@ -220,7 +239,7 @@ def prechelt_pq(val_losses: Sequence[float], train_losses: Sequence[float], *, a
         if (i + 1) % strip or value is None:
             continue
         gl = generalization_loss(value, best)
-        strip_losses = [finite_or_none(x) for x in train_losses[i + 1 - strip: i + 1]]
+        strip_losses = [finite_or_none(x) for x in train_losses[i + 1 - strip : i + 1]]
         if len(strip_losses) < strip or any(x is None for x in strip_losses):
             continue
         progress = training_progress(strip_losses)  # type: ignore[arg-type]
@@ -257,7 +276,9 @@ def prechelt_up(val_losses: Sequence[float], *, successive: int = 2, strip: int 
     return None
 
 
-def anchors(val_losses: Sequence[float], train_losses: Sequence[float] | None = None) -> dict[str, int | None]:
+def anchors(
+    val_losses: Sequence[float], train_losses: Sequence[float] | None = None
+) -> dict[str, int | None]:
     """Every anchor at the zoo table's settings, by column name.
 
     >>> anchors([0.9, 0.7, 0.6, 0.62, 0.65, 0.7, 0.75])["lightning_es_p3"]

@@ -1,1 +1,1 @@
-"""Tests of fitwatch.detect (a package, so that test modules here may share basenames with other test folders)."""
+"""Tests of fitwatch.detect (a package, so that its test modules may share basenames with other folders')."""

@@ -75,8 +75,14 @@ def lr_schedule(progress: float, *, end: float = 1.0) -> float:
     return BASE_LR * max(0.0, (end - progress) / (end - WARMUP))
 
 
-def healthy_curves(rng: random.Random, n_evals: int, *, n_classes: int | None = None,
-                   imbalance: float | None = None, tau: float | None = None) -> Curves:
+def healthy_curves(
+    rng: random.Random,
+    n_evals: int,
+    *,
+    n_classes: int | None = None,
+    imbalance: float | None = None,
+    tau: float | None = None,
+) -> Curves:
     """Clean curves of a healthy fine-tuning run with ``n_evals`` evaluations."""
     c = n_classes or rng.choice((2, 3, 5))
     tau = tau or rng.uniform(max(1.0, 0.08 * n_evals), max(1.5, 0.3 * n_evals))
@@ -102,13 +108,26 @@ def healthy_curves(rng: random.Random, n_evals: int, *, n_classes: int | None = 
     recall = [[m - (m - 1.0 / c) * decay(i) for m in max_recall] for i in range(n_evals)]
     train_accuracy = [min(0.999, 1.03 * sum(r) / c) for r in recall]
     lr = [lr_schedule((i + 1) / n_evals) for i in range(n_evals)]
-    return Curves(val_loss=val_loss, train_loss=train_loss, recall=recall, train_accuracy=train_accuracy,
-                  overconfidence=[0.0] * n_evals, lr=lr, support=support,
-                  never_predicted=[set() for _ in range(n_evals)])
+    return Curves(
+        val_loss=val_loss,
+        train_loss=train_loss,
+        recall=recall,
+        train_accuracy=train_accuracy,
+        overconfidence=[0.0] * n_evals,
+        lr=lr,
+        support=support,
+        never_predicted=[set() for _ in range(n_evals)],
+    )
 
 
-def observe(rng: random.Random, curves: Curves, *, noise: float, progress_known: bool = True,
-            steps_per_eval: int = 100) -> list[EvalRecord]:
+def observe(
+    rng: random.Random,
+    curves: Curves,
+    *,
+    noise: float,
+    progress_known: bool = True,
+    steps_per_eval: int = 100,
+) -> list[EvalRecord]:
     """What the validation set shows of ``curves``: one :class:`EvalRecord` per evaluation."""
     c = len(curves.support)
     n_val = sum(curves.support)
@@ -128,7 +147,9 @@ def observe(rng: random.Random, curves: Curves, *, noise: float, progress_known:
             weight = sum(curves.support[j] for j in others)
             errors, given = n_k - tp[k], 0
             for idx, j in enumerate(others):
-                share = errors - given if idx == len(others) - 1 else round(errors * curves.support[j] / weight)
+                share = (
+                    errors - given if idx == len(others) - 1 else round(errors * curves.support[j] / weight)
+                )
                 predicted[j] += share
                 given += share
         precision = [tp[k] / predicted[k] if predicted[k] else 0.0 for k in range(c)]
@@ -138,20 +159,44 @@ def observe(rng: random.Random, curves: Curves, *, noise: float, progress_known:
         ece, chance = calibration_draw(rng, accuracy, curves.overconfidence[i], n_val, c)
         val_loss = curves.val_loss[i] * (1.0 + noise * rng.gauss(0.0, 1.0))
         train_loss = curves.train_loss[i] * (1.0 + 0.5 * noise * rng.gauss(0.0, 1.0))
-        val = {"loss": val_loss, "nll": val_loss, "accuracy": accuracy, "macro_f1": sum(f1) / c, "ece": ece,
-               "ece_chance": chance, "samples": float(n_val), "majority_fraction": majority}
-        train = {"loss": train_loss, "accuracy": min(1.0, max(0.0, rng.gauss(curves.train_accuracy[i], 0.005)))}
-        records.append(EvalRecord(
-            step=(i + 1) * steps_per_eval, epoch=i, val=val, train=train,
-            val_per_class={"precision": precision, "recall": recalls, "f1": f1,
-                           "support": [float(s) for s in curves.support], "predicted": [float(p) for p in predicted]},
-            class_names=names, lr=[curves.lr[i]], progress=(i + 1) / curves.n if progress_known else None,
-        ))
+        val = {
+            "loss": val_loss,
+            "nll": val_loss,
+            "accuracy": accuracy,
+            "macro_f1": sum(f1) / c,
+            "ece": ece,
+            "ece_chance": chance,
+            "samples": float(n_val),
+            "majority_fraction": majority,
+        }
+        train = {
+            "loss": train_loss,
+            "accuracy": min(1.0, max(0.0, rng.gauss(curves.train_accuracy[i], 0.005))),
+        }
+        records.append(
+            EvalRecord(
+                step=(i + 1) * steps_per_eval,
+                epoch=i,
+                val=val,
+                train=train,
+                val_per_class={
+                    "precision": precision,
+                    "recall": recalls,
+                    "f1": f1,
+                    "support": [float(s) for s in curves.support],
+                    "predicted": [float(p) for p in predicted],
+                },
+                class_names=names,
+                lr=[curves.lr[i]],
+                progress=(i + 1) / curves.n if progress_known else None,
+            )
+        )
     return records
 
 
-def calibration_draw(rng: random.Random, accuracy: float, overconfidence: float, n_val: int,
-                 n_classes: int) -> tuple[float, float]:
+def calibration_draw(
+    rng: random.Random, accuracy: float, overconfidence: float, n_val: int, n_classes: int
+) -> tuple[float, float]:
     """ECE of a model whose bins are ``overconfidence`` above their accuracy, and the chance ECE."""
     ece = chance = 0.0
     for offset, weight in zip(_BIN_OFFSETS, _BIN_WEIGHTS):
@@ -173,9 +218,10 @@ def healthy(seed: int, n_evals: int, noise: float, *, progress_known: bool = Tru
     return Run(observe(rng, curves, noise=noise, progress_known=progress_known), None, "healthy")
 
 
-def overfitting(seed: int, n_evals: int = 30, noise: float = 0.01, *, rise: float = 0.04,
-                accuracy_drop: float = 0.004) -> Run:
-    """Validation loss rises by ``rise`` (relative, per evaluation) after its minimum; training loss keeps falling.
+def overfitting(
+    seed: int, n_evals: int = 30, noise: float = 0.01, *, rise: float = 0.04, accuracy_drop: float = 0.004
+) -> Run:
+    """Validation loss rises by ``rise`` (relative, per evaluation) after its minimum; training loss falls on.
 
     The onset is the minimum of the clean validation loss, drawn in the first half of the run.
     """
@@ -191,8 +237,14 @@ def overfitting(seed: int, n_evals: int = 30, noise: float = 0.01, *, rise: floa
     return Run(observe(rng, curves, noise=noise), onset, "overfitting")
 
 
-def subtle_overfitting(seed: int, n_evals: int = 30, noise: float = 0.01, *, nll_rise: float = 0.03,
-                       overconfidence_rate: float = 0.008) -> Run:
+def subtle_overfitting(
+    seed: int,
+    n_evals: int = 30,
+    noise: float = 0.01,
+    *,
+    nll_rise: float = 0.03,
+    overconfidence_rate: float = 0.008,
+) -> Run:
     """Accuracy keeps improving slowly while NLL rises and the model grows overconfident (Guo et al. 2017)."""
     rng = random.Random(seed)
     curves = healthy_curves(rng, n_evals, tau=rng.uniform(1.0, 0.1 * n_evals + 1.0))
@@ -223,8 +275,9 @@ def stuck(seed: int, n_evals: int = 20, noise: float = 0.01) -> Run:
     return Run(observe(rng, curves, noise=noise), 0, "plateau")
 
 
-def schedule_ends_early(seed: int, n_evals: int = 20, noise: float = 0.01, *, end: float = 0.3,
-                        progress_known: bool = True) -> Run:
+def schedule_ends_early(
+    seed: int, n_evals: int = 20, noise: float = 0.01, *, end: float = 0.3, progress_known: bool = True
+) -> Run:
     """The learning rate reaches 0 at ``end`` of training (a miscounted number of total steps) while the
     curves are still improving; after that every curve stays where it was.
 
@@ -289,7 +342,7 @@ def failed(seed: int, n_evals: int = 20, noise: float = 0.01, *, progress_known:
 
 
 def leaky(seed: int, n_evals: int = 12, noise: float = 0.01) -> Run:
-    """Validation samples duplicated from training: validation is near perfect and beats training from the start."""
+    """Validation samples copied from training: validation near perfect and better than training at once."""
     rng = random.Random(seed)
     curves = healthy_curves(rng, n_evals)
     for i in range(n_evals):
@@ -303,9 +356,14 @@ def leaky(seed: int, n_evals: int = 12, noise: float = 0.01) -> Run:
 # --------------------------------------------------------------------------------------- measuring
 
 
-def records_from(*, lr: Sequence[Sequence[float]] | None = None, progress: Sequence[float | None] | None = None,
-                 per_class: Sequence[dict] | None = None, class_names: Sequence[str] = (),
-                 **columns: Sequence[float | None]) -> list[EvalRecord]:
+def records_from(
+    *,
+    lr: Sequence[Sequence[float]] | None = None,
+    progress: Sequence[float | None] | None = None,
+    per_class: Sequence[dict] | None = None,
+    class_names: Sequence[str] = (),
+    **columns: Sequence[float | None],
+) -> list[EvalRecord]:
     """Records from per-evaluation columns: ``val_<metric>=[...]`` and ``train_<metric>=[...]`` (a None entry
     leaves the key out), ``lr`` (per group), ``progress``, ``per_class`` (``val_per_class`` dicts).
     Evaluation ``i`` has epoch ``i`` and step ``100 (i + 1)``.
@@ -314,7 +372,9 @@ def records_from(*, lr: Sequence[Sequence[float]] | None = None, progress: Seque
     >>> r[1].val, r[1].train, r[1].epoch, r[1].step
     ({}, {'loss': 1.5}, 1, 200)
     """
-    lengths = {len(c) for c in columns.values()} | {len(x) for x in (lr, progress, per_class) if x is not None}
+    lengths = {len(c) for c in columns.values()} | {
+        len(x) for x in (lr, progress, per_class) if x is not None
+    }
     (n,) = lengths
     records = []
     for i in range(n):
@@ -323,11 +383,19 @@ def records_from(*, lr: Sequence[Sequence[float]] | None = None, progress: Seque
             where, metric = name.split("_", 1)
             if column[i] is not None:
                 split[where][metric] = column[i]  # type: ignore[assignment]
-        records.append(EvalRecord(step=100 * (i + 1), epoch=i, val=split["val"], train=split["train"],
-                                  val_per_class=per_class[i] if per_class else {}, class_names=class_names,
-                                  lr=lr[i] if lr else (), progress=progress[i] if progress else None))
+        records.append(
+            EvalRecord(
+                step=100 * (i + 1),
+                epoch=i,
+                val=split["val"],
+                train=split["train"],
+                val_per_class=per_class[i] if per_class else {},
+                class_names=class_names,
+                lr=lr[i] if lr else (),
+                progress=progress[i] if progress else None,
+            )
+        )
     return records
-
 
 
 def replay(detector: Detector, records: Iterable[EvalRecord]) -> list[Finding | None]:
@@ -351,8 +419,9 @@ def as_dicts(findings: Iterable[Finding | None]) -> list[dict | None]:
     return [None if f is None else f.to_dict() for f in findings]
 
 
-def first_index(findings: Sequence[Finding | None], *, severity: Severity = Severity.WARNING,
-                code: str | None = None) -> int | None:
+def first_index(
+    findings: Sequence[Finding | None], *, severity: Severity = Severity.WARNING, code: str | None = None
+) -> int | None:
     """Index of the first finding at ``severity`` or worse (and of ``code``, when given), or None."""
     for i, f in enumerate(findings):
         if f is not None and f.severity >= severity and (code is None or f.code == code):
@@ -371,4 +440,3 @@ def median(values: Sequence[float]) -> float:
     v = sorted(values)
     mid = len(v) // 2
     return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
-

@@ -29,15 +29,17 @@ def run(ece, chance=0.02, samples=1000, **kwargs):
 
 def test_fires_when_high_and_rising_with_numbers():
     found = run(RISING)
-    # Earlier best: the lowest median of three consecutive ECEs, median(0.030, 0.025, 0.024) = 0.025 at epoch 1.
-    # Epoch 4 (0.052): high (>= 2.5 x 0.02) and 0.027 above the best (>= max(0.01, 0.02)); confirmed at epoch 5.
+    # Earlier best: the lowest median of three consecutive ECEs, median(0.030, 0.025, 0.024) = 0.025 at
+    # epoch 1. Epoch 4 (0.052): high (>= 2.5 x 0.02) and 0.027 above the best (>= max(0.01, 0.02));
+    # confirmed at epoch 5.
     assert fired(found) == [5, 6]
     f = found[-1]
     assert (f.code, f.severity) == ("FW-CALIBRATION", Severity.WARNING)
     assert (f.evidence["earlier_best"], f.evidence["earlier_best_epoch"]) == (0.025, 1)
     assert f.evidence["ratio_to_chance"] == pytest.approx(0.075 / 0.02)
     assert f.message == (
-        "ECE rose to 0.075 from 0.025 around epoch 1, 3.8x the 0.02 a perfectly calibrated model shows on these "
+        "ECE rose to 0.075 from 0.025 around epoch 1, 3.8x the 0.02 a perfectly calibrated model shows on "
+        "these "
         "1000 validation samples: predicted confidences no longer match accuracy"
     )
 
@@ -98,10 +100,20 @@ def test_state_round_trip_mid_series(split):
     assert sim.as_dicts(sim.resumed(CalibrationDetector, records, split)) == straight
 
 
+def test_reset_forgets_history_but_keeps_thresholds():
+    det = CalibrationDetector(window=4)
+    sim.replay(det, sim.miscalibration(seed=1).records)
+    det.reset()
+    assert det.state_dict() == CalibrationDetector(window=4).state_dict()
+
+
 def test_garbage_values_never_raise():
     junk = [NAN, INF, -INF, None, "x", 0.0, -1.0, 1e308]
-    records = sim.records_from(val_ece=[junk[i % 8] for i in range(24)], val_ece_chance=[junk[(i + 3) % 8] for i in range(24)],
-                               val_samples=[junk[(i + 5) % 8] for i in range(24)])
+    records = sim.records_from(
+        val_ece=[junk[i % 8] for i in range(24)],
+        val_ece_chance=[junk[(i + 3) % 8] for i in range(24)],
+        val_samples=[junk[(i + 5) % 8] for i in range(24)],
+    )
     sim.replay(CalibrationDetector(), records)
 
 
@@ -114,21 +126,35 @@ def test_no_false_alarms_for_a_calibrated_model_at_any_set_size(n_val):
     alarms, eces = 0, []
     for seed in range(200):
         rng = random.Random(seed)
-        draws = [sim.calibration_draw(rng, min(0.95, 0.6 + 0.02 * i), 0.0, n_val, 3) for i in range(rng.randint(10, 60))]
+        draws = [
+            sim.calibration_draw(rng, min(0.95, 0.6 + 0.02 * i), 0.0, n_val, 3)
+            for i in range(rng.randint(10, 60))
+        ]
         eces.append(draws[-1][0])
-        records = sim.records_from(val_ece=[e for e, _ in draws], val_ece_chance=[c for _, c in draws],
-                                   val_samples=[n_val] * len(draws))
+        records = sim.records_from(
+            val_ece=[e for e, _ in draws],
+            val_ece_chance=[c for _, c in draws],
+            val_samples=[n_val] * len(draws),
+        )
         alarms += sim.first_index(sim.replay(CalibrationDetector(), records)) is not None
     assert alarms == 0
     # The simulated calibrated ECE has the size the literature reports (sanity check of the simulation).
-    assert {100: 0.03 < sim.median(eces) < 0.1, 300: 0.02 < sim.median(eces) < 0.06,
-            1000: 0.01 < sim.median(eces) < 0.035, 5000: sim.median(eces) < 0.015}[n_val]
+    assert {
+        100: 0.03 < sim.median(eces) < 0.1,
+        300: 0.02 < sim.median(eces) < 0.06,
+        1000: 0.01 < sim.median(eces) < 0.035,
+        5000: sim.median(eces) < 0.015,
+    }[n_val]
 
 
 def test_no_false_alarms_on_healthy_runs():
     alarms = sum(
-        sim.first_index(sim.replay(CalibrationDetector(), sim.healthy(seed, 10 + (seed * 7) % 51, noise).records)) is not None
-        for noise in (0.01, 0.05) for seed in range(200)
+        sim.first_index(
+            sim.replay(CalibrationDetector(), sim.healthy(seed, 10 + (seed * 7) % 51, noise).records)
+        )
+        is not None
+        for noise in (0.01, 0.05)
+        for seed in range(200)
     )
     assert alarms == 0
 

@@ -18,13 +18,20 @@ NAN, INF = math.nan, math.inf
 NAMES = ["neg", "neutral", "pos"]
 
 
-def rec(i, recall, support=(300, 100, 40), predicted=(330, 80, 30), *, accuracy=0.9, majority=0.68, key="recall"):
+def rec(
+    i, recall, support=(300, 100, 40), predicted=(330, 80, 30), *, accuracy=0.9, majority=0.68, key="recall"
+):
     per_class = {key: list(recall), "support": list(support)}
     if predicted is not None:
         per_class["predicted"] = list(predicted)
     val = {"accuracy": accuracy, "majority_fraction": majority}
-    return EvalRecord(step=100 * (i + 1), epoch=i, val={k: x for k, x in val.items() if x is not None},
-                      val_per_class=per_class, class_names=NAMES)
+    return EvalRecord(
+        step=100 * (i + 1),
+        epoch=i,
+        val={k: x for k, x in val.items() if x is not None},
+        val_per_class=per_class,
+        class_names=NAMES,
+    )
 
 
 def fired(findings):
@@ -41,14 +48,22 @@ def recalls(pos, neutral=None):
 
 
 def test_collapse_fires_with_subject_and_numbers():
-    found = sim.replay(ClassCollapseDetector(), [rec(i, r) for i, r in enumerate(recalls([0.6, 0.8, 0.75, 0.1, 0.05, 0.04]))])
+    found = sim.replay(
+        ClassCollapseDetector(), [rec(i, r) for i, r in enumerate(recalls([0.6, 0.8, 0.75, 0.1, 0.05, 0.04]))]
+    )
     assert fired(found) == [4, 5]
     f = found[-1]
     assert (f.code, f.severity, f.subject) == ("FW-CLASS-COLLAPSE", Severity.WARNING, "pos")
     assert f.key == ("FW-CLASS-COLLAPSE", "pos")
-    assert (f.evidence["value"], f.evidence["best"], f.evidence["support"], f.evidence["cause"]) == (0.04, 0.8, 40, "near_zero")
+    assert (f.evidence["value"], f.evidence["best"], f.evidence["support"], f.evidence["cause"]) == (
+        0.04,
+        0.8,
+        40,
+        "near_zero",
+    )
     assert f.message == (
-        "recall of class 'pos' fell to 0.04 (best 0.8 at epoch 1; 40 validation samples) while accuracy looks "
+        "recall of class 'pos' fell to 0.04 (best 0.8 at epoch 1; 40 validation samples) while accuracy "
+        "looks "
         "healthy at 0.900: the class is collapsing and the aggregate metrics hide it"
     )
 
@@ -97,7 +112,10 @@ def test_collapse_reports_every_collapsing_class_in_turn():
     subjects = [f.subject for f in found if f is not None]
     # Neither reported yet: the worst (neutral, 0.02) first; then the one reported least often.
     assert subjects == ["neutral", "pos", "neutral"]
-    assert found[3].evidence["collapsed_classes"] == ["neutral", "pos"] and "(also collapsing: pos)" in found[3].message
+    assert (
+        found[3].evidence["collapsed_classes"] == ["neutral", "pos"]
+        and "(also collapsing: pos)" in found[3].message
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,9 +162,13 @@ def test_never_predicted_lists_every_class_with_numbers():
     found = sim.replay(NeverPredictedDetector(), records)
     f = found[-1]
     assert (f.code, f.severity, f.subject) == ("FW-CLASS-NEVER-PREDICTED", Severity.WARNING, "")
-    assert f.evidence["classes"] == ["neutral", "pos"] and f.evidence["evaluations"] == {"neutral": 3, "pos": 3}
+    assert f.evidence["classes"] == ["neutral", "pos"] and f.evidence["evaluations"] == {
+        "neutral": 3,
+        "pos": 3,
+    }
     assert f.message == (
-        "classes 'neutral' (100 validation samples), 'pos' (40 validation samples) were predicted for no validation "
+        "classes 'neutral' (100 validation samples), 'pos' (40 validation samples) were predicted for no "
+        "validation "
         "sample in the last 3 or more evaluations: the model has stopped predicting them"
     )
 
@@ -172,10 +194,13 @@ def test_never_predicted_argument_errors(kwargs, error, match):
 # ------------------------------------------------------------------------------------- state and noise
 
 
-@pytest.mark.parametrize(("make", "run"), [
-    (ClassCollapseDetector, sim.class_collapse(seed=4, n_evals=20)),
-    (NeverPredictedDetector, sim.never_predicted(seed=4, n_evals=20)),
-])
+@pytest.mark.parametrize(
+    ("make", "run"),
+    [
+        (ClassCollapseDetector, sim.class_collapse(seed=4, n_evals=20)),
+        (NeverPredictedDetector, sim.never_predicted(seed=4, n_evals=20)),
+    ],
+)
 @pytest.mark.parametrize("split", [1, 6, 13])
 def test_state_round_trip_mid_series(make, run, split):
     straight = sim.as_dicts(sim.replay(make(), run.records))
@@ -183,15 +208,32 @@ def test_state_round_trip_mid_series(make, run, split):
     assert sim.as_dicts(sim.resumed(make, run.records, split)) == straight
 
 
+@pytest.mark.parametrize(
+    ("make", "kwargs"),
+    [(ClassCollapseDetector, {"min_support": 10}), (NeverPredictedDetector, {"min_support": 3})],
+)
+def test_reset_forgets_history_but_keeps_thresholds(make, kwargs):
+    det = make(**kwargs)
+    sim.replay(det, sim.never_predicted(seed=1).records)
+    det.reset()
+    assert det.state_dict() == make(**kwargs).state_dict()
+
+
 @pytest.mark.parametrize("make", [ClassCollapseDetector, NeverPredictedDetector])
 def test_garbage_values_never_raise(make):
     junk = [NAN, INF, -INF, None, "x", 0.0, -1.0, 1e308]
     records = [
-        EvalRecord(step=i, epoch=None, val={"accuracy": junk[i % 8], "majority_fraction": junk[(i + 1) % 8]},
-                   val_per_class={"recall": [junk[(i + k) % 8] for k in range(3)],
-                                  "support": [junk[(i + 2 * k) % 8] for k in range(2)],  # shorter than the others
-                                  "predicted": [junk[(i + 3 * k) % 8] for k in range(3)]},
-                   class_names=NAMES[: i % 4])
+        EvalRecord(
+            step=i,
+            epoch=None,
+            val={"accuracy": junk[i % 8], "majority_fraction": junk[(i + 1) % 8]},
+            val_per_class={
+                "recall": [junk[(i + k) % 8] for k in range(3)],
+                "support": [junk[(i + 2 * k) % 8] for k in range(2)],  # shorter than the others
+                "predicted": [junk[(i + 3 * k) % 8] for k in range(3)],
+            },
+            class_names=NAMES[: i % 4],
+        )
         for i in range(24)
     ]
     sim.replay(make(), records)
@@ -205,13 +247,21 @@ def test_false_alarms_on_healthy_runs(imbalance):
     alarms = 0
     for seed in range(200):
         run = sim.healthy(seed, 10 + (seed * 7) % 51, 0.01, imbalance=imbalance, n_classes=5)
-        alarms += sim.first_index(sim.replay(ClassCollapseDetector(), run.records), severity=Severity.INFO) is not None
-        alarms += sim.first_index(sim.replay(NeverPredictedDetector(), run.records), severity=Severity.INFO) is not None
+        alarms += (
+            sim.first_index(sim.replay(ClassCollapseDetector(), run.records), severity=Severity.INFO)
+            is not None
+        )
+        alarms += (
+            sim.first_index(sim.replay(NeverPredictedDetector(), run.records), severity=Severity.INFO)
+            is not None
+        )
     assert alarms == 0
 
 
-@pytest.mark.parametrize(("make", "kind"), [(ClassCollapseDetector, sim.class_collapse),
-                                            (NeverPredictedDetector, sim.never_predicted)])
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(ClassCollapseDetector, sim.class_collapse), (NeverPredictedDetector, sim.never_predicted)],
+)
 def test_detects_within_one_evaluation(make, kind):
     delays = []
     for seed in range(100):

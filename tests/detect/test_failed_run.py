@@ -21,9 +21,13 @@ def fired(findings):
 
 def run(acc, *, majority=0.65, progress=None, macro_f1=None, class_names=("neg", "pos"), **kwargs):
     n = len(acc)
-    records = sim.records_from(val_accuracy=acc, val_majority_fraction=[majority] * n,
-                               val_macro_f1=macro_f1 or [None] * n,
-                               progress=progress or [(i + 1) / 10 for i in range(n)], class_names=list(class_names))
+    records = sim.records_from(
+        val_accuracy=acc,
+        val_majority_fraction=[majority] * n,
+        val_macro_f1=macro_f1 or [None] * n,
+        progress=progress or [(i + 1) / 10 for i in range(n)],
+        class_names=list(class_names),
+    )
     return sim.replay(FailedRunDetector(**kwargs), records)
 
 
@@ -32,9 +36,14 @@ def test_fires_critical_after_a_quarter_of_training_with_numbers():
     assert fired(found) == [2, 3, 4]  # 30% of training is the first evaluation past 25%
     f = found[2]
     assert (f.code, f.severity) == ("FW-FAILED-RUN", Severity.CRITICAL)
-    assert (f.evidence["accuracy"], f.evidence["majority_fraction"], f.evidence["progress"]) == (0.65, 0.65, 0.3)
+    assert (f.evidence["accuracy"], f.evidence["majority_fraction"], f.evidence["progress"]) == (
+        0.65,
+        0.65,
+        0.3,
+    )
     assert f.message == (
-        "after 30% of training, validation accuracy is 0.650, at the majority-class baseline of 0.650 (always "
+        "after 30% of training, validation accuracy is 0.650, at the majority-class baseline of 0.650 "
+        "(always "
         "predicting the most frequent class): the run has failed, and such runs rarely recover"
     )
     assert "below the majority-class baseline of 0.650" in found[3].message
@@ -53,8 +62,8 @@ def test_fires_critical_after_a_quarter_of_training_with_numbers():
         ([0.65, 0.65, 0.65, 0.65], {"progress": [None] * 4}, [2, 3]),
         # No majority fraction: nothing to compare with.
         ([0.65, 0.65, 0.65, 0.65], {"majority": None}, []),
-        # Macro F1 far above a constant predictor's (2 x 0.65 / (1.65 x 2) = 0.394): a class-weighted model that
-        # trades accuracy for the minority class, not a failed one.
+        # Macro F1 far above a constant predictor's (2 x 0.65 / (1.65 x 2) = 0.394): a class-weighted model
+        # that trades accuracy for the minority class, not a failed one.
         ([0.62, 0.62, 0.63, 0.63], {"macro_f1": [0.6, 0.61, 0.62, 0.62]}, []),
         # Macro F1 of a constant predictor: failed.
         ([0.65, 0.65, 0.65, 0.65], {"macro_f1": [0.394, 0.394, 0.4, 0.39]}, [2, 3]),
@@ -68,7 +77,9 @@ def test_table(acc, kwargs, expected):
 
 def test_progress_unknown_message():
     f = run([0.6, 0.6, 0.6], progress=[None] * 3)[-1]
-    assert f.message.startswith("after 3 evaluations, validation accuracy is 0.600, below the majority-class baseline")
+    assert f.message.startswith(
+        "after 3 evaluations, validation accuracy is 0.600, below the majority-class baseline"
+    )
 
 
 @pytest.mark.parametrize(
@@ -96,12 +107,21 @@ def test_state_round_trip_mid_series(progress_known, split):
     assert sim.as_dicts(sim.resumed(FailedRunDetector, records, split)) == straight
 
 
+def test_reset_forgets_history_but_keeps_thresholds():
+    det = FailedRunDetector(margin=0.02)
+    sim.replay(det, sim.failed(seed=1).records)
+    det.reset()
+    assert det.state_dict() == FailedRunDetector(margin=0.02).state_dict()
+
+
 def test_garbage_values_never_raise():
     junk = [NAN, INF, -INF, None, "x", 0.0, -1.0, 1e308]
-    records = sim.records_from(val_accuracy=[junk[i % 8] for i in range(24)],
-                               val_majority_fraction=[junk[(i + 3) % 8] for i in range(24)],
-                               val_macro_f1=[junk[(i + 5) % 8] for i in range(24)],
-                               progress=[junk[(i + 1) % 8] for i in range(24)])
+    records = sim.records_from(
+        val_accuracy=[junk[i % 8] for i in range(24)],
+        val_majority_fraction=[junk[(i + 3) % 8] for i in range(24)],
+        val_macro_f1=[junk[(i + 5) % 8] for i in range(24)],
+        progress=[junk[(i + 1) % 8] for i in range(24)],
+    )
     sim.replay(FailedRunDetector(), records)
 
 
@@ -112,20 +132,31 @@ def test_garbage_values_never_raise():
 @pytest.mark.parametrize("imbalance", [1.0, 0.5, 0.3])
 def test_false_alarms_on_healthy_runs(progress_known, imbalance):
     alarms = sum(
-        sim.first_index(sim.replay(FailedRunDetector(), sim.healthy(
-            seed, 10 + (seed * 7) % 51, 0.02, imbalance=imbalance, progress_known=progress_known).records),
-            severity=Severity.INFO) is not None
+        sim.first_index(
+            sim.replay(
+                FailedRunDetector(),
+                sim.healthy(
+                    seed, 10 + (seed * 7) % 51, 0.02, imbalance=imbalance, progress_known=progress_known
+                ).records,
+            ),
+            severity=Severity.INFO,
+        )
+        is not None
         for seed in range(200)
     )
-    # Measured: 0 everywhere but 1 of 200 with unknown progress at imbalance 0.3 (a 42-evaluation run that sits
-    # below the baseline for its first 3 evaluations, where the documented "3 evaluations" assumption fails).
+    # Measured: 0 everywhere but 1 of 200 with unknown progress at imbalance 0.3 (a 42-evaluation run that
+    # sits below the baseline for its first 3 evaluations, where the "3 evaluations" assumption fails).
     assert alarms <= (0 if progress_known or imbalance > 0.3 else 2)
 
 
 @pytest.mark.parametrize("progress_known", [True, False])
 def test_detects_failed_runs(progress_known):
-    hits = [sim.first_index(sim.replay(FailedRunDetector(), sim.failed(seed, 20, 0.01, progress_known=progress_known).records))
-            for seed in range(100)]
+    hits = [
+        sim.first_index(
+            sim.replay(FailedRunDetector(), sim.failed(seed, 20, 0.01, progress_known=progress_known).records)
+        )
+        for seed in range(100)
+    ]
     assert None not in hits
     # Progress known: the first evaluation past 25% of 20 (index 4); unknown: the third evaluation (index 2).
     assert sim.median(hits) == (4 if progress_known else 2)

@@ -1,5 +1,6 @@
-"""FW-LEAK-SUSPICIOUS: near-perfect validation early and persistently better than training warns; either alone
-is INFO; validation better than training at the first evaluation is normal. Tables, round trips, simulations."""
+"""FW-LEAK-SUSPICIOUS: near-perfect validation early and persistently better than training warns; either
+alone is INFO; validation better than training at the first evaluation is normal. Tables, round trips,
+simulations."""
 
 from __future__ import annotations
 
@@ -22,8 +23,13 @@ def severities(findings):
 
 def run(val_acc, train_acc, *, samples=2000, train_samples=8000, **columns):
     n = len(val_acc)
-    records = sim.records_from(val_accuracy=val_acc, train_accuracy=train_acc, val_samples=[samples] * n,
-                               train_samples=[train_samples] * n, **columns)
+    records = sim.records_from(
+        val_accuracy=val_acc,
+        train_accuracy=train_acc,
+        val_samples=[samples] * n,
+        train_samples=[train_samples] * n,
+        **columns,
+    )
     return sim.replay(LeakSuspiciousDetector(), records)
 
 
@@ -33,9 +39,11 @@ def test_warns_when_near_perfect_early_and_persistently_better():
     f = found[2]
     assert f.code == "FW-LEAK-SUSPICIOUS" and f.evidence["comparison"] == ["accuracy", 0.998, 0.86]
     assert f.message == (
-        "validation accuracy reached 0.995 by epoch 0 and validation accuracy has beaten training accuracy at every "
+        "validation accuracy reached 0.995 by epoch 0 and validation accuracy has beaten training accuracy "
+        "at every "
         "evaluation since the first (0.998 vs 0.86 now): too good to be true this early, the usual cause is "
-        "validation samples leaked into training; run fitwatch.data.find_duplicates on the training and validation "
+        "validation samples leaked into training; run fitwatch.data.find_duplicates on the training and "
+        "validation "
         "sets, and fitwatch.data.check_temporal_split if the data are ordered in time"
     )
 
@@ -50,9 +58,19 @@ def test_warns_when_near_perfect_early_and_persistently_better():
         # Persistently better but far from perfect (heavy dropout in the training numbers?): INFO.
         ([0.80, 0.85, 0.87, 0.88], [0.55, 0.70, 0.75, 0.78], {}, [None, None, "INFO", "INFO"]),
         # Near perfect and better, but on 60 samples (wine-sized): one lucky draw away, INFO.
-        ([1.0, 1.0, 1.0, 1.0], [0.6, 0.8, 0.85, 0.9], {"samples": 60, "train_samples": 240}, [None, None, "INFO", "INFO"]),
+        (
+            [1.0, 1.0, 1.0, 1.0],
+            [0.6, 0.8, 0.85, 0.9],
+            {"samples": 60, "train_samples": 240},
+            [None, None, "INFO", "INFO"],
+        ),
         # A lead of 0.06 on 200 samples each has z = 1.6: not clearly better.
-        ([0.80, 0.85, 0.87, 0.88], [0.55, 0.79, 0.81, 0.82], {"samples": 200, "train_samples": 200}, [None] * 4),
+        (
+            [0.80, 0.85, 0.87, 0.88],
+            [0.55, 0.79, 0.81, 0.82],
+            {"samples": 200, "train_samples": 200},
+            [None] * 4,
+        ),
         # Near perfect only after the early evaluations: not "very early".
         ([0.9, 0.95, 0.97, 0.995, 0.998], [0.6, 0.9, 0.95, 0.97, 0.98], {}, [None] * 5),
     ],
@@ -70,7 +88,10 @@ def test_losses_stand_in_for_missing_accuracies():
     found = sim.replay(LeakSuspiciousDetector(), records)
     assert severities(found) == [None, None, "INFO", "INFO"]  # without accuracies nothing is "near perfect"
     assert found[2].evidence["comparison"] == ["loss", 0.02, 0.2]
-    assert "validation loss has beaten training loss at every evaluation since the first (0.02 vs 0.2 now)" in found[2].message
+    assert (
+        "validation loss has beaten training loss at every evaluation since the first (0.02 vs 0.2 now)"
+        in found[2].message
+    )
 
 
 def test_the_finding_stops_when_the_picture_changes():
@@ -103,11 +124,20 @@ def test_state_round_trip_mid_series(split):
     assert sim.as_dicts(sim.resumed(LeakSuspiciousDetector, records, split)) == straight
 
 
+def test_reset_forgets_history_but_keeps_thresholds():
+    det = LeakSuspiciousDetector(early_evaluations=4)
+    sim.replay(det, sim.leaky(seed=1).records)
+    det.reset()
+    assert det.state_dict() == LeakSuspiciousDetector(early_evaluations=4).state_dict()
+
+
 def test_garbage_values_never_raise():
     junk = [NAN, INF, -INF, None, "x", 0.0, -1.0, 1e308]
     cols = ["val_accuracy", "train_accuracy", "val_samples", "train_samples", "val_loss", "train_loss"]
-    sim.replay(LeakSuspiciousDetector(), sim.records_from(**{c: [junk[(i + 3 * k) % 8] for i in range(24)]
-                                                              for k, c in enumerate(cols)}))
+    sim.replay(
+        LeakSuspiciousDetector(),
+        sim.records_from(**{c: [junk[(i + 3 * k) % 8] for i in range(24)] for k, c in enumerate(cols)}),
+    )
 
 
 # ----------------------------------------------------------------------------------------- simulation
@@ -115,13 +145,19 @@ def test_garbage_values_never_raise():
 
 def test_no_findings_on_healthy_runs():
     alarms = sum(
-        sim.first_index(sim.replay(LeakSuspiciousDetector(), sim.healthy(seed, 10 + (seed * 7) % 51, noise).records),
-                        severity=Severity.INFO) is not None
-        for noise in (0.01, 0.05) for seed in range(200)
+        sim.first_index(
+            sim.replay(LeakSuspiciousDetector(), sim.healthy(seed, 10 + (seed * 7) % 51, noise).records),
+            severity=Severity.INFO,
+        )
+        is not None
+        for noise in (0.01, 0.05)
+        for seed in range(200)
     )
     assert alarms == 0
 
 
 def test_warns_on_leaky_runs_once_the_early_window_is_in():
-    hits = [sim.first_index(sim.replay(LeakSuspiciousDetector(), sim.leaky(seed).records)) for seed in range(100)]
+    hits = [
+        sim.first_index(sim.replay(LeakSuspiciousDetector(), sim.leaky(seed).records)) for seed in range(100)
+    ]
     assert set(hits) == {2}  # the third evaluation closes the early window

@@ -31,17 +31,24 @@ def fired(findings):
 
 def test_overfit_fires_on_a_clear_rise_with_the_numbers_in_the_message():
     acc = [0.7, 0.8, 0.85, 0.87, 0.88, 0.88, 0.88, 0.875, 0.87, 0.86]
-    found = sim.replay(OverfittingDetector(), sim.records_from(val_loss=U_VAL, train_loss=FALLING_TRAIN, val_accuracy=acc))
-    # GL at epochs 6, 7, 8: 3.2% (below the sharp bar, no trend yet), 12.9%, 25.8%: two confirmations -> epoch 8.
+    found = sim.replay(
+        OverfittingDetector(), sim.records_from(val_loss=U_VAL, train_loss=FALLING_TRAIN, val_accuracy=acc)
+    )
+    # GL at epochs 6, 7, 8: 3.2% (below the sharp bar, no trend yet), 12.9%, 25.8%: confirmed at epoch 8.
     assert fired(found) == [8, 9]
     f = found[-1]
     assert (f.code, f.severity, f.step, f.epoch) == ("FW-OVERFIT", Severity.WARNING, 1000, 9)
     train_fall = 100 * (FALLING_TRAIN[5] - FALLING_TRAIN[9]) / FALLING_TRAIN[5]
     assert f.evidence["gl"] == pytest.approx(generalization_loss(0.86, 0.62))
     assert f.evidence["train_fall_pct"] == pytest.approx(train_fall)
-    assert (f.evidence["best_epoch"], f.evidence["evaluations_since_best"], f.evidence["best_loss"]) == (5, 4, 0.62)
+    assert (f.evidence["best_epoch"], f.evidence["evaluations_since_best"], f.evidence["best_loss"]) == (
+        5,
+        4,
+        0.62,
+    )
     assert f.message == (
-        "validation loss has risen for 4 evaluations since epoch 5 (0.62 -> 0.86, +39%) while training loss fell "
+        "validation loss has risen for 4 evaluations since epoch 5 (0.62 -> 0.86, +39%) while training "
+        "loss fell "
         "59%; accuracy fell from 0.880 to 0.860; this is overfitting"
     )
 
@@ -51,7 +58,10 @@ def test_overfit_fires_on_a_slow_rise_through_either_path():
     found = sim.replay(OverfittingDetector(), records)
     assert fired(found) == [12]
     ev = found[-1].evidence
-    assert ev["p_increasing"] == pytest.approx(mann_kendall(SLOW_VAL[-8:]).p_increasing) and ev["p_increasing"] < 0.01
+    assert (
+        ev["p_increasing"] == pytest.approx(mann_kendall(SLOW_VAL[-8:]).p_increasing)
+        and ev["p_increasing"] < 0.01
+    )
     assert ev["gl"] == pytest.approx(generalization_loss(0.67, 0.62))
     # The trend alone (sharp path switched off) and the magnitude alone (trend test switched off) both see it;
     # with neither, nothing fires.
@@ -78,16 +88,22 @@ def test_overfit_fires_on_a_slow_rise_through_either_path():
     ],
 )
 def test_overfit_table(val, train, expected):
-    found = sim.replay(OverfittingDetector(), sim.records_from(val_loss=val, train_loss=train or [None] * len(val)))
+    found = sim.replay(
+        OverfittingDetector(), sim.records_from(val_loss=val, train_loss=train or [None] * len(val))
+    )
     assert fired(found) == expected
 
 
 def test_overfit_message_variants():
-    flat_train = sim.replay(OverfittingDetector(), sim.records_from(val_loss=U_VAL, train_loss=[0.3] * 10))[-1]
+    flat_train = sim.replay(OverfittingDetector(), sim.records_from(val_loss=U_VAL, train_loss=[0.3] * 10))[
+        -1
+    ]
     assert "while training loss stayed flat (0.3 -> 0.3)" in flat_train.message
     no_train = sim.replay(OverfittingDetector(), sim.records_from(val_loss=U_VAL, train_loss=[None] * 10))[-1]
     assert "training" not in no_train.message and no_train.evidence["train_fall_pct"] is None
-    flat_acc = sim.replay(OverfittingDetector(), sim.records_from(val_loss=U_VAL, val_accuracy=[0.9] * 10))[-1]
+    flat_acc = sim.replay(OverfittingDetector(), sim.records_from(val_loss=U_VAL, val_accuracy=[0.9] * 10))[
+        -1
+    ]
     assert "accuracy is flat at 0.900, so it hides this" in flat_acc.message
 
 
@@ -104,7 +120,9 @@ def test_overfit_non_finite_values_never_raise():
     found = sim.replay(OverfittingDetector(), sim.records_from(val_loss=val, train_loss=train))
     assert found[13] is None  # a NaN validation loss is no evidence of a rise
     assert found[-1] is not None and found[-1].evidence["best_loss"] == 0.62
-    assert all(v is None or math.isfinite(v) for f in found if f for v in f.evidence.values() if isinstance(v, float))
+    assert all(
+        v is None or math.isfinite(v) for f in found if f for v in f.evidence.values() if isinstance(v, float)
+    )
 
 
 @pytest.mark.parametrize(
@@ -150,7 +168,8 @@ def test_subtle_fires_with_a_plain_message():
     assert f.evidence["ece_at_best"] == pytest.approx(ece_then) and f.evidence["ece_now"] == 0.068
     assert f.evidence["nll_rise_pct"] == pytest.approx(generalization_loss(0.58, 0.41))
     assert f.message == (
-        "accuracy holds at 0.942 while validation NLL rose 41% since epoch 3 (0.41 -> 0.58) and ECE went from "
+        "accuracy holds at 0.942 while validation NLL rose 41% since epoch 3 (0.41 -> 0.58) and ECE went "
+        "from "
         "0.031 to 0.068, 2.2x: the model is becoming overconfident, and the aggregate accuracy hides it"
     )
 
@@ -171,7 +190,12 @@ def _with(**changes):
         # No `nll` key: the loss stands in for it.
         (_with(val_nll=[None] * 9), [7, 8]),
         # No accuracy: macro F1 stands in for it.
-        (_with(val_accuracy=[None] * 9, val_macro_f1=[0.7, 0.8, 0.85, 0.86, 0.86, 0.865, 0.86, 0.862, 0.86]), [7, 8]),
+        (
+            _with(
+                val_accuracy=[None] * 9, val_macro_f1=[0.7, 0.8, 0.85, 0.86, 0.86, 0.865, 0.86, 0.862, 0.86]
+            ),
+            [7, 8],
+        ),
         # No ece_chance: the absolute floor (0.01) alone, cleared one evaluation earlier (0.045 at epoch 5).
         (_with(val_ece_chance=[None] * 9), [6, 7, 8]),
         # Neither accuracy nor F1: nothing to say.
@@ -214,7 +238,7 @@ def test_gap_is_info_while_validation_still_improves():
     hits = fired(found)
     assert hits and all(found[i].severity is Severity.INFO for i in hits)
     f = found[hits[0]]
-    gap = [v - t for v, t in zip(val, FALLING_TRAIN)][1:hits[0] + 1]  # the first evaluation is skipped
+    gap = [v - t for v, t in zip(val, FALLING_TRAIN)][1 : hits[0] + 1]  # the first evaluation is skipped
     assert f.evidence["loss_gap_p_increasing"] == pytest.approx(mann_kendall(gap[-8:]).p_increasing)
     assert "while validation loss is still improving or flat" in f.message
 
@@ -224,18 +248,31 @@ def test_gap_is_a_warning_when_validation_gets_worse():
     assert found[-1].severity is Severity.WARNING
     assert found[-1].evidence["val_gl"] == pytest.approx(generalization_loss(0.86, 0.62))
     assert "while validation loss rose 39% above its best (0.62 -> 0.86)" in found[-1].message
-    assert found[7] is None or found[7].severity is Severity.INFO  # the validation rise is confirmed at epoch 8
+    assert (
+        found[7] is None or found[7].severity is Severity.INFO
+    )  # the validation rise is confirmed at epoch 8
 
 
 @pytest.mark.parametrize(
     ("columns", "expected"),
     [
         # Gap constant (both losses fall in parallel): nothing.
-        ({"val_loss": [1.0 - 0.05 * i for i in range(10)], "train_loss": [0.9 - 0.05 * i for i in range(10)]}, []),
+        (
+            {
+                "val_loss": [1.0 - 0.05 * i for i in range(10)],
+                "train_loss": [0.9 - 0.05 * i for i in range(10)],
+            },
+            [],
+        ),
         # Accuracy gap widening with the validation accuracy flat: INFO from the accuracy gap alone. The first
         # significant Mann-Kendall p (5 monotone gaps: 1/120 < 0.01) is at epoch 5, confirmed at 6.
-        ({"val_accuracy": [0.80, 0.82, 0.83, 0.83, 0.83, 0.83, 0.83, 0.83, 0.83, 0.83],
-          "train_accuracy": [0.6, 0.8, 0.84, 0.87, 0.9, 0.92, 0.94, 0.96, 0.97, 0.98]}, [6, 7, 8, 9]),
+        (
+            {
+                "val_accuracy": [0.80, 0.82, 0.83, 0.83, 0.83, 0.83, 0.83, 0.83, 0.83, 0.83],
+                "train_accuracy": [0.6, 0.8, 0.84, 0.87, 0.9, 0.92, 0.94, 0.96, 0.97, 0.98],
+            },
+            [6, 7, 8, 9],
+        ),
         # Widening smaller than 10% of the validation loss: normal.
         ({"val_loss": [0.5] * 10, "train_loss": [0.5 - 0.002 * i for i in range(10)]}, []),
     ],
@@ -248,17 +285,26 @@ def test_gap_first_evaluation_is_skipped():
     # The first training loss averages over an untrained model: its gap (-2.4) says nothing about widening.
     records = sim.records_from(val_loss=[0.6] * 8, train_loss=[3.0, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2])
     skipped = sim.replay(GapDetector(), records)[-1]
-    assert skipped.evidence["loss_gap_from"] == pytest.approx(0.1) and "widened from 0.1 to 0.4" in skipped.message
+    assert (
+        skipped.evidence["loss_gap_from"] == pytest.approx(0.1)
+        and "widened from 0.1 to 0.4" in skipped.message
+    )
     kept = sim.replay(GapDetector(skip_first=0), records)[-1]
     assert kept.evidence["loss_gap_from"] == pytest.approx(-2.4)
-    assert skipped.evidence["loss_gap_widening"] == pytest.approx(0.05 * 6)  # Theil-Sen slope 0.05 over 6 steps
+    assert skipped.evidence["loss_gap_widening"] == pytest.approx(
+        0.05 * 6
+    )  # Theil-Sen slope 0.05 over 6 steps
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         ({"min_loss_widening": 0.0}, ValueError, "Expected `min_loss_widening` to be a positive float"),
-        ({"min_accuracy_widening": None}, TypeError, "Expected `min_accuracy_widening` to be a positive float"),
+        (
+            {"min_accuracy_widening": None},
+            TypeError,
+            "Expected `min_accuracy_widening` to be a positive float",
+        ),
         ({"skip_first": -1}, ValueError, "Expected `skip_first` to be a non-negative int"),
     ],
 )
@@ -284,15 +330,29 @@ def test_reset_forgets_history_but_keeps_thresholds(make):
     det = make(window=6)
     sim.replay(det, sim.subtle_overfitting(seed=1).records)
     det.reset()
-    assert det.window == 6 and det.streak == 0 and det.steps == []
+    assert det.window == 6 and det.state_dict() == make(window=6).state_dict()
 
 
 @pytest.mark.parametrize("make", [OverfittingDetector, SubtleOverfittingDetector, GapDetector])
 def test_garbage_values_never_raise(make):
     junk = [NAN, INF, -INF, None, "x", 0.0, -1.0, 1e308]
-    records = sim.records_from(**{k: [junk[(i * 3 + j) % len(junk)] for i in range(24)]
-                                  for j, k in enumerate(["val_loss", "val_nll", "val_accuracy", "val_ece", "val_ece_chance",
-                                                         "val_samples", "train_loss", "train_accuracy"])})
+    records = sim.records_from(
+        **{
+            k: [junk[(i * 3 + j) % len(junk)] for i in range(24)]
+            for j, k in enumerate(
+                [
+                    "val_loss",
+                    "val_nll",
+                    "val_accuracy",
+                    "val_ece",
+                    "val_ece_chance",
+                    "val_samples",
+                    "train_loss",
+                    "train_accuracy",
+                ]
+            )
+        }
+    )
     sim.replay(make(), records)
 
 
@@ -328,7 +388,9 @@ def test_overfit_detects_a_clear_rise_within_two_evaluations():
     assert sim.median(delays) <= 2 and min(delays) >= 1, sorted(delays)
 
 
-@pytest.mark.parametrize(("rise", "max_median_delay", "min_rate"), [(0.04, 3, 0.99), (0.02, 5, 0.99), (0.005, 13, 0.9)])
+@pytest.mark.parametrize(
+    ("rise", "max_median_delay", "min_rate"), [(0.04, 3, 0.99), (0.02, 5, 0.99), (0.005, 13, 0.9)]
+)
 def test_overfit_detects_slower_rises(rise, max_median_delay, min_rate):
     delays, missed = [], 0
     for seed in range(100):
@@ -344,7 +406,10 @@ def test_overfit_detects_slower_rises(rise, max_median_delay, min_rate):
 def test_subtle_and_gap_false_alarms_on_healthy_runs():
     subtle = gap_warnings = 0
     for _, run in healthy_runs(seeds=100):
-        subtle += sim.first_index(sim.replay(SubtleOverfittingDetector(), run.records), severity=Severity.INFO) is not None
+        subtle += (
+            sim.first_index(sim.replay(SubtleOverfittingDetector(), run.records), severity=Severity.INFO)
+            is not None
+        )
         gap_warnings += sim.first_index(sim.replay(GapDetector(), run.records)) is not None
     assert subtle == 0 and gap_warnings <= 2, (subtle, gap_warnings)
 

@@ -28,8 +28,9 @@ def fired(findings):
 def torch_first_reduction(values, *, patience, threshold):
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=1.0)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", patience=patience,
-                                                           threshold=threshold, threshold_mode="rel")
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", patience=patience, threshold=threshold, threshold_mode="rel"
+    )
     for i, v in enumerate(values):
         optimizer.step()
         scheduler.step(v)
@@ -59,7 +60,9 @@ def test_plateau_candidate_is_where_torch_reduces(patience, threshold):
 
 
 def test_plateau_fires_on_a_stuck_run_with_the_numbers():
-    found = sim.replay(PlateauDetector(), sim.records_from(val_loss=STUCK, train_loss=[x + 0.01 for x in STUCK]))
+    found = sim.replay(
+        PlateauDetector(), sim.records_from(val_loss=STUCK, train_loss=[x + 0.01 for x in STUCK])
+    )
     # Best 2.27 at epoch 2 (< 2.30 x 0.99); epochs 3-7 are 5 bad evaluations: more than the patience of 4.
     assert fired(found) == [7, 8]
     f = found[-1]
@@ -67,8 +70,10 @@ def test_plateau_fires_on_a_stuck_run_with_the_numbers():
     assert (f.evidence["bad_evaluations"], f.evidence["best_epoch"], f.evidence["best_loss"]) == (6, 2, 2.27)
     assert f.evidence["train_ratio_to_highest"] == pytest.approx(2.29 / 2.31)
     assert f.message == (
-        "validation loss has not improved by more than 1.0% for 6 evaluations (best 2.27 at epoch 2, now 2.28) and "
-        "training loss is flat at 2.29 (99% of its highest, 2.31): the run is stuck on a plateau before converging"
+        "validation loss has not improved by more than 1.0% for 6 evaluations (best 2.27 at epoch 2, now "
+        "2.28) and "
+        "training loss is flat at 2.29 (99% of its highest, 2.31): the run is stuck on a plateau before "
+        "converging"
     )
 
 
@@ -81,14 +86,23 @@ def test_plateau_fires_on_a_stuck_run_with_the_numbers():
         ({"val_loss": STUCK, "train_loss": [2.3 * 0.9**i for i in range(9)]}, []),
         # Validation creeping down significantly (0.4% per evaluation, 2% of the noise-free level over the
         # patience): not a plateau even though no single evaluation beat the best by 1%.
-        ({"val_loss": [1.0, 0.995, 0.99, 0.9851, 0.98, 0.9751, 0.97, 0.9651, 0.96, 0.9551],
-          "train_loss": [1.0, 0.995, 0.99, 0.9851, 0.98, 0.9751, 0.97, 0.9651, 0.96, 0.9551]}, []),
+        (
+            {
+                "val_loss": [1.0, 0.995, 0.99, 0.9851, 0.98, 0.9751, 0.97, 0.9651, 0.96, 0.9551],
+                "train_loss": [1.0, 0.995, 0.99, 0.9851, 0.98, 0.9751, 0.97, 0.9651, 0.96, 0.9551],
+            },
+            [],
+        ),
         # A significant but practically nil slope (0.05% per evaluation) is still a plateau.
-        ({"val_loss": [1.0 - 0.0005 * i for i in range(10)], "train_loss": [1.01 - 0.0005 * i for i in range(10)]},
-         [5, 6, 7, 8, 9]),
+        (
+            {
+                "val_loss": [1.0 - 0.0005 * i for i in range(10)],
+                "train_loss": [1.01 - 0.0005 * i for i in range(10)],
+            },
+            [5, 6, 7, 8, 9],
+        ),
         # Learning rate decayed to nothing: FW-LR-DECAYED's case.
-        ({"val_loss": STUCK, "train_loss": [x + 0.01 for x in STUCK],
-          "lr": [[2e-5]] * 4 + [[1e-7]] * 5}, []),
+        ({"val_loss": STUCK, "train_loss": [x + 0.01 for x in STUCK], "lr": [[2e-5]] * 4 + [[1e-7]] * 5}, []),
     ],
 )
 def test_plateau_guards(columns, expected):
@@ -103,7 +117,7 @@ def test_plateau_without_training_losses_is_info():
 
 
 def test_plateau_noise_scales_the_threshold():
-    # 3% noise around a flat level: a 1% threshold would count noise as progress; the noise-scaled one does not.
+    # 3% noise around a flat level: a 1% threshold counts noise as progress; the noise-scaled one does not.
     rng = random.Random(0)
     values = [1.0 * (1 + rng.gauss(0, 0.03)) for _ in range(30)]
     records = sim.records_from(val_loss=values, train_loss=[1.0] * 30)
@@ -138,8 +152,10 @@ def test_plateau_argument_errors(kwargs, error, match):
 def linear(peak, end, n, *, warmup=0):
     """Per-evaluation learning rates: ``warmup`` evaluations rising, then a linear decay from ``peak`` at the
     first evaluation to 0 at evaluation ``end`` (1-based), and 0 after it."""
-    return [[peak * (i + 1) / (warmup + 1) if i < warmup else peak * max(0.0, (end - 1 - i) / (end - 1))]
-            for i in range(n)]
+    return [
+        [peak * (i + 1) / (warmup + 1) if i < warmup else peak * max(0.0, (end - 1 - i) / (end - 1))]
+        for i in range(n)
+    ]
 
 
 IMPROVING = [1.0, 0.8, 0.7, 0.64, 0.6, 0.58, 0.58, 0.58, 0.58, 0.58]
@@ -147,13 +163,22 @@ IMPROVING = [1.0, 0.8, 0.7, 0.64, 0.6, 0.58, 0.58, 0.58, 0.58, 0.58]
 
 def test_lr_decayed_fires_when_the_schedule_ends_early():
     lr = linear(2e-5, 5, 10)  # reaches 0 at evaluation 5 of 10
-    found = sim.replay(LRDecayedDetector(), sim.records_from(val_loss=IMPROVING, lr=lr, progress=[(i + 1) / 10 for i in range(10)]))
-    assert fired(found) == [4, 5, 6, 7]  # from 90% of training (evaluation 9) a decayed rate is no longer early
+    found = sim.replay(
+        LRDecayedDetector(),
+        sim.records_from(val_loss=IMPROVING, lr=lr, progress=[(i + 1) / 10 for i in range(10)]),
+    )
+    assert fired(found) == [
+        4,
+        5,
+        6,
+        7,
+    ]  # from 90% of training (evaluation 9) a decayed rate is no longer early
     f = found[4]
     assert (f.code, f.severity) == ("FW-LR-DECAYED", Severity.WARNING)
     assert f.evidence["improvement_before"] == pytest.approx((1.0 - 0.64) / 1.0)
     assert f.message == (
-        "learning rate fell to 0 (below 1% of its peak 2e-05) at 50% of training while validation loss was still "
+        "learning rate fell to 0 (below 1% of its peak 2e-05) at 50% of training while validation loss was "
+        "still "
         "improving (1 -> 0.64 over the 4 evaluations before); the schedule ends too early"
     )
 
@@ -164,20 +189,39 @@ def test_lr_decayed_fires_when_the_schedule_ends_early():
         # Healthy linear decay to zero at the end of training, progress known: quiet.
         (linear(2e-5, 10, 10, warmup=1), [(i + 1) / 10 for i in range(10)], IMPROVING, []),
         # Healthy cosine decay to zero (below 1% of the peak from 94% of training): quiet.
-        ([[2e-5 * 0.5 * (1 + math.cos(math.pi * (i + 1) / 20))] for i in range(20)], [(i + 1) / 20 for i in range(20)],
-         [1.0 * 0.9**i for i in range(20)], []),
+        (
+            [[2e-5 * 0.5 * (1 + math.cos(math.pi * (i + 1) / 20))] for i in range(20)],
+            [(i + 1) / 20 for i in range(20)],
+            [1.0 * 0.9**i for i in range(20)],
+            [],
+        ),
         # Progress unknown: a healthy schedule ends with one evaluation at 0: quiet.
         (linear(2e-5, 10, 10), [None] * 10, IMPROVING, []),
         # Progress unknown, schedule ended at evaluation 5 and training goes on: second decayed evaluation.
         (linear(2e-5, 5, 10), [None] * 10, IMPROVING, [5, 6, 7, 8, 9]),
         # The curve had stopped improving before the decay: an early end that cost nothing.
-        (linear(2e-5, 8, 10), [(i + 1) / 10 for i in range(10)], [1.0, 0.6, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58], []),
+        (
+            linear(2e-5, 8, 10),
+            [(i + 1) / 10 for i in range(10)],
+            [1.0, 0.6, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58],
+            [],
+        ),
         # Warmup from zero at the first evaluation: no peak yet, nothing decayed.
         ([[0.0], [1e-5], [2e-5], [2e-5]], [0.1, 0.2, 0.3, 0.4], [1.0, 0.9, 0.8, 0.7], []),
         # Only one of two param groups decayed (a deliberately frozen group): not a schedule ending early.
-        ([[2e-5, 1e-3]] * 3 + [[0.0, 1e-3]] * 3, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [1.0, 0.8, 0.7, 0.6, 0.6, 0.6], []),
+        (
+            [[2e-5, 1e-3]] * 3 + [[0.0, 1e-3]] * 3,
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+            [1.0, 0.8, 0.7, 0.6, 0.6, 0.6],
+            [],
+        ),
         # Both groups decayed.
-        ([[2e-5, 1e-3]] * 3 + [[0.0, 0.0]] * 3, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [1.0, 0.8, 0.7, 0.6, 0.6, 0.6], [3, 4, 5]),
+        (
+            [[2e-5, 1e-3]] * 3 + [[0.0, 0.0]] * 3,
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+            [1.0, 0.8, 0.7, 0.6, 0.6, 0.6],
+            [3, 4, 5],
+        ),
     ],
 )
 def test_lr_decayed_table(lr, progress, val, expected):
@@ -186,11 +230,15 @@ def test_lr_decayed_table(lr, progress, val, expected):
 
 
 def test_lr_decayed_message_without_progress_and_with_training_loss_only():
-    records = sim.records_from(val_loss=[None] * 10, train_loss=IMPROVING, lr=linear(2e-5, 5, 10), progress=[None] * 10)
+    records = sim.records_from(
+        val_loss=[None] * 10, train_loss=IMPROVING, lr=linear(2e-5, 5, 10), progress=[None] * 10
+    )
     f = sim.replay(LRDecayedDetector(), records)[5]
     assert f.evidence["series"] == "training" and f.evidence["progress"] is None
-    assert f.message.startswith("learning rate fell to 0 (below 1% of its peak 2e-05) and stayed there for 2 "
-                                "evaluations as training went on, while training loss was still improving (1 -> 0.64")
+    assert f.message.startswith(
+        "learning rate fell to 0 (below 1% of its peak 2e-05) and stayed there for 2 "
+        "evaluations as training went on, while training loss was still improving (1 -> 0.64"
+    )
 
 
 @pytest.mark.parametrize(
@@ -199,7 +247,11 @@ def test_lr_decayed_message_without_progress_and_with_training_loss_only():
         ({"lr_fraction": 1.0}, ValueError, r"Expected `lr_fraction` to be a float in \(0, 1\)"),
         ({"end_progress": -0.1}, ValueError, r"Expected `end_progress` to be a float in \[0, 1\]"),
         ({"min_improvement": "a"}, TypeError, r"Expected `min_improvement` to be a float in \[0, 1\]"),
-        ({"min_decayed_evaluations": 0}, ValueError, "Expected `min_decayed_evaluations` to be a positive int"),
+        (
+            {"min_decayed_evaluations": 0},
+            ValueError,
+            "Expected `min_decayed_evaluations` to be a positive int",
+        ),
         ({"lookback": 1}, ValueError, "Expected `lookback` to be at least 2"),
         ({"lookback": 2.0}, TypeError, "Expected `lookback` to be a positive int"),
     ],
@@ -212,11 +264,14 @@ def test_lr_decayed_argument_errors(kwargs, error, match):
 # ------------------------------------------------------------------------------------- state and noise
 
 
-@pytest.mark.parametrize(("make", "run"), [
-    (PlateauDetector, sim.stuck(seed=2, n_evals=20)),
-    (LRDecayedDetector, sim.schedule_ends_early(seed=2, n_evals=20)),
-    (LRDecayedDetector, sim.schedule_ends_early(seed=3, n_evals=20, progress_known=False)),
-])
+@pytest.mark.parametrize(
+    ("make", "run"),
+    [
+        (PlateauDetector, sim.stuck(seed=2, n_evals=20)),
+        (LRDecayedDetector, sim.schedule_ends_early(seed=2, n_evals=20)),
+        (LRDecayedDetector, sim.schedule_ends_early(seed=3, n_evals=20, progress_known=False)),
+    ],
+)
 @pytest.mark.parametrize("split", [2, 7, 12])
 def test_state_round_trip_mid_series(make, run, split):
     straight = sim.as_dicts(sim.replay(make(), run.records))
@@ -224,13 +279,26 @@ def test_state_round_trip_mid_series(make, run, split):
     assert sim.as_dicts(sim.resumed(make, run.records, split)) == straight
 
 
+@pytest.mark.parametrize(
+    ("make", "kwargs"), [(PlateauDetector, {"patience": 6}), (LRDecayedDetector, {"lookback": 3})]
+)
+def test_reset_forgets_history_but_keeps_thresholds(make, kwargs):
+    det = make(**kwargs)
+    sim.replay(det, sim.schedule_ends_early(seed=1).records)
+    det.reset()
+    assert det.state_dict() == make(**kwargs).state_dict()
+
+
 @pytest.mark.parametrize("make", [PlateauDetector, LRDecayedDetector])
 def test_garbage_values_never_raise(make):
     junk = [NAN, INF, -INF, None, "x", 0.0, -1.0, 1e308]
     n = 24
-    records = sim.records_from(val_loss=[junk[i % 8] for i in range(n)], train_loss=[junk[(i + 3) % 8] for i in range(n)],
-                               lr=[[junk[(i + 5) % 8], 1e-5] for i in range(n)],
-                               progress=[junk[(i + 1) % 8] if i % 2 else None for i in range(n)])
+    records = sim.records_from(
+        val_loss=[junk[i % 8] for i in range(n)],
+        train_loss=[junk[(i + 3) % 8] for i in range(n)],
+        lr=[[junk[(i + 5) % 8], 1e-5] for i in range(n)],
+        progress=[junk[(i + 1) % 8] if i % 2 else None for i in range(n)],
+    )
     sim.replay(make(), records)
 
 
@@ -250,7 +318,10 @@ def test_false_alarms_on_healthy_runs(progress_known):
 
 @pytest.mark.parametrize("noise", [0.01, 0.03])
 def test_plateau_detects_a_stuck_run(noise):
-    hits = [sim.first_index(sim.replay(PlateauDetector(), sim.stuck(seed, 20, noise).records)) for seed in range(100)]
+    hits = [
+        sim.first_index(sim.replay(PlateauDetector(), sim.stuck(seed, 20, noise).records))
+        for seed in range(100)
+    ]
     assert None not in hits
     # The run settles within ~3 evaluations; then patience + 1 = 5 bad evaluations.
     assert sim.median(hits) <= 8, sorted(hits)

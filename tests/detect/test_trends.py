@@ -43,8 +43,12 @@ def test_mann_kendall_exact_p_matches_scipy_kendall_tau(n, seed):
     """Without ties, MK's S is Kendall's tau against time; scipy's exact tau test gives the same p-values."""
     y = list(np.random.default_rng(seed * 100 + n).permutation(n) + 0.5)
     mk = mann_kendall(y)
-    assert mk.p_increasing == pytest.approx(stats.kendalltau(range(n), y, method="exact", alternative="greater").pvalue)
-    assert mk.p_decreasing == pytest.approx(stats.kendalltau(range(n), y, method="exact", alternative="less").pvalue)
+    assert mk.p_increasing == pytest.approx(
+        stats.kendalltau(range(n), y, method="exact", alternative="greater").pvalue
+    )
+    assert mk.p_decreasing == pytest.approx(
+        stats.kendalltau(range(n), y, method="exact", alternative="less").pvalue
+    )
 
 
 def test_ema_matches_the_bias_corrected_formula():
@@ -75,8 +79,17 @@ def test_relative_improvement_both_modes():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(1, 1.0), (0.5, 0.5), (NAN, None), (INF, None), (-INF, None), (None, None), ("abc", None), (True, None),
-     (np.float32(2.5), 2.5)],
+    [
+        (1, 1.0),
+        (0.5, 0.5),
+        (NAN, None),
+        (INF, None),
+        (-INF, None),
+        (None, None),
+        ("abc", None),
+        (True, None),
+        (np.float32(2.5), 2.5),
+    ],
 )
 def test_finite_or_none(value, expected):
     assert finite_or_none(value) == expected
@@ -84,8 +97,14 @@ def test_finite_or_none(value, expected):
 
 @pytest.mark.parametrize(
     ("current", "best", "expected"),
-    [(0.538, 0.412, 100 * (0.538 / 0.412 - 1)), (0.5, 0.5, 0.0), (0.4, 0.5, -20.0), (1.0, 0.0, NAN), (NAN, 0.5, NAN),
-     (1.0, -1.0, NAN)],
+    [
+        (0.538, 0.412, 100 * (0.538 / 0.412 - 1)),
+        (0.5, 0.5, 0.0),
+        (0.4, 0.5, -20.0),
+        (1.0, 0.0, NAN),
+        (NAN, 0.5, NAN),
+        (1.0, -1.0, NAN),
+    ],
 )
 def test_generalization_loss_is_prechelts_formula(current, best, expected):
     got = generalization_loss(current, best)
@@ -94,8 +113,13 @@ def test_generalization_loss_is_prechelts_formula(current, best, expected):
 
 @pytest.mark.parametrize(
     ("strip", "expected"),
-    [([0.5, 0.4, 0.3, 0.25, 0.2], 1000 * (sum([0.5, 0.4, 0.3, 0.25, 0.2]) / (5 * 0.2) - 1)), ([0.2, 0.2], 0.0),
-     ([0.3, NAN, 0.2], 1000 * (0.25 / 0.2 - 1)), ([0.3], NAN), ([0.0, 0.1], NAN)],
+    [
+        ([0.5, 0.4, 0.3, 0.25, 0.2], 1000 * (sum([0.5, 0.4, 0.3, 0.25, 0.2]) / (5 * 0.2) - 1)),
+        ([0.2, 0.2], 0.0),
+        ([0.3, NAN, 0.2], 1000 * (0.25 / 0.2 - 1)),
+        ([0.3], NAN),
+        ([0.0, 0.1], NAN),
+    ],
 )
 def test_training_progress_is_prechelts_formula(strip, expected):
     got = training_progress(strip)
@@ -135,7 +159,9 @@ def test_trimmed_noise_matches_numpy_and_estimates_sigma(order, keep):
     rng = np.random.default_rng(order * 10 + int(keep * 10))
     t = np.arange(2000)
     y = 0.000002 * (t - 900) ** 2 + rng.normal(scale=0.05, size=t.size)
-    assert trimmed_noise(list(y), order=order, keep=keep) == pytest.approx(numpy_trimmed_noise(y, order, keep), rel=1e-9)
+    assert trimmed_noise(list(y), order=order, keep=keep) == pytest.approx(
+        numpy_trimmed_noise(y, order, keep), rel=1e-9
+    )
     if order == 2:
         # The truncation correction makes it unbiased for normal noise (the differences are correlated,
         # which changes the spread of the estimate, not its centre).
@@ -157,9 +183,14 @@ def test_trimmed_noise_is_robust_to_a_few_outliers_and_tighter_than_the_mad():
     assert np.quantile(trimmed, 0.02) > np.quantile(mad, 0.02)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"order": 0}, "Expected `order` to be 1 or 2, but got 0"),
-                                               ({"keep": 0.0}, r"Expected `keep` to be a float in \(0, 1\], but got 0.0"),
-                                               ({"keep": 1.5}, r"Expected `keep` to be a float in \(0, 1\], but got 1.5")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"order": 0}, "Expected `order` to be 1 or 2, but got 0"),
+        ({"keep": 0.0}, r"Expected `keep` to be a float in \(0, 1\], but got 0.0"),
+        ({"keep": 1.5}, r"Expected `keep` to be a float in \(0, 1\], but got 1.5"),
+    ],
+)
 def test_trimmed_noise_argument_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         trimmed_noise([1.0, 2.0, 3.0, 5.0], **kwargs)
@@ -217,8 +248,13 @@ def test_two_proportion_z_calibrated_on_binomial_draws():
     """Under equal proportions the statistic exceeds 3 about as often as a standard normal does (0.13%)."""
     rng = random.Random(0)
     hits = sum(
-        two_proportion_z(sum(rng.random() < 0.7 for _ in range(200)) / 200, 200,
-                         sum(rng.random() < 0.7 for _ in range(200)) / 200, 200) >= 3
+        two_proportion_z(
+            sum(rng.random() < 0.7 for _ in range(200)) / 200,
+            200,
+            sum(rng.random() < 0.7 for _ in range(200)) / 200,
+            200,
+        )
+        >= 3
         for _ in range(2000)
     )
     assert hits <= 12

@@ -69,23 +69,33 @@ class CalibrationDetector(Detector):
     ...          for i, e in enumerate(eces)]
     >>> [f is not None for f in found]
     [False, False, False, False, False, True, True]
-    >>> print(found[-1].message)
-    ECE rose to 0.075 from 0.025 around epoch 1, 3.8x the 0.02 a perfectly calibrated model shows on these 1000 validation samples: predicted confidences no longer match accuracy
+    >>> print(found[-1].message)  # doctest: +NORMALIZE_WHITESPACE
+    ECE rose to 0.075 from 0.025 around epoch 1, 3.8x the 0.02 a perfectly calibrated model shows on these
+    1000 validation samples: predicted confidences no longer match accuracy
     """
 
     name: ClassVar[str] = "calibration"
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
-    def __init__(self, *, chance_factor: float = CHANCE_FACTOR, min_ece: float = MIN_ECE,
-                 rise_factor: float = RISE_FACTOR, min_rise: float = MIN_RISE, window: int = WINDOW,
-                 confirmations: int = CONFIRMATIONS) -> None:
+    def __init__(
+        self,
+        *,
+        chance_factor: float = CHANCE_FACTOR,
+        min_ece: float = MIN_ECE,
+        rise_factor: float = RISE_FACTOR,
+        min_rise: float = MIN_RISE,
+        window: int = WINDOW,
+        confirmations: int = CONFIRMATIONS,
+    ) -> None:
         self.chance_factor = v.check_positive_float("chance_factor", chance_factor)
         self.min_ece = v.check_fraction("min_ece", min_ece)
         self.rise_factor = v.check_positive_float("rise_factor", rise_factor)
         self.min_rise = v.check_fraction("min_rise", min_rise)
         self.window = v.check_positive_int("window", window)
         if window < 3:
-            raise ValueError(f"Expected `window` to be at least 3 (a trend needs 3 points), but got {window}.")
+            raise ValueError(
+                f"Expected `window` to be at least 3 (a trend needs 3 points), but got {window}."
+            )
         self.confirmations = v.check_positive_int("confirmations", confirmations)
         self.ece: list[float | None] = []
         self.epochs: list[int | None] = []
@@ -101,7 +111,7 @@ class CalibrationDetector(Detector):
         if ece is not None and earlier is not None:
             high = ece >= self.min_ece and (chance is None or ece >= self.chance_factor * chance)
             margin = max(self.min_rise, self.rise_factor * chance if chance is not None else 0.0)
-            slope = theil_sen_slope(self.ece[-self.window:])  # type: ignore[arg-type]
+            slope = theil_sen_slope(self.ece[-self.window :])  # type: ignore[arg-type]
             holds = high and ece - earlier[0] >= margin and slope > 0
         self.streak = self.streak + 1 if holds else 0
         if self.streak < self.confirmations:
@@ -112,12 +122,24 @@ class CalibrationDetector(Detector):
         if chance is not None:
             samples = finite_or_none(record.val.get("samples"))
             on = f"these {samples:.0f} validation samples" if samples is not None else "this validation set"
-            text += (f", {ece / chance:.1f}x the {chance:.3g} a perfectly calibrated model shows on {on}")
+            text += f", {ece / chance:.1f}x the {chance:.3g} a perfectly calibrated model shows on {on}"
         text += ": predicted confidences no longer match accuracy"
-        evidence = {"ece": ece, "ece_chance": chance, "earlier_best": best, "earlier_best_epoch": self.epochs[best_index],
-                    "ratio_to_chance": None if not chance else ece / chance, "evaluations": self.streak}
-        return Finding(code="FW-CALIBRATION", severity=Severity.WARNING, step=int(record.step), epoch=record.epoch,
-                       message=text, evidence=evidence)
+        evidence = {
+            "ece": ece,
+            "ece_chance": chance,
+            "earlier_best": best,
+            "earlier_best_epoch": self.epochs[best_index],
+            "ratio_to_chance": None if not chance else ece / chance,
+            "evaluations": self.streak,
+        }
+        return Finding(
+            code="FW-CALIBRATION",
+            severity=Severity.WARNING,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=text,
+            evidence=evidence,
+        )
 
     def _earlier_best(self) -> tuple[float, int] | None:
         """Lowest median of three consecutive earlier ECEs (fewer at the start), and its middle index."""
@@ -125,7 +147,7 @@ class CalibrationDetector(Detector):
             return None
         best: tuple[float, int] | None = None
         for i in range(len(self.ece)):
-            window = finite(self.ece[max(0, i - 1): i + 2])
+            window = finite(self.ece[max(0, i - 1) : i + 2])
             if not window or self.ece[i] is None:
                 continue
             med = sorted(window)[len(window) // 2]

@@ -83,23 +83,32 @@ class ClassCollapseDetector(Detector):
     >>> det = ClassCollapseDetector()
     >>> def record(i, recall):
     ...     return EvalRecord(step=i, epoch=i, val={"accuracy": 0.9, "majority_fraction": 0.5},
-    ...                       val_per_class={"recall": [0.95, recall], "support": [300, 40], "predicted": [330, 10]},
+    ...                       val_per_class={"recall": [0.95, recall], "support": [300, 40],
+    ...                                      "predicted": [330, 10]},
     ...                       class_names=["neg", "pos"])
     >>> found = [det.update(record(i, r)) for i, r in enumerate([0.6, 0.8, 0.75, 0.1, 0.05])]
     >>> [f is not None for f in found]
     [False, False, False, False, True]
     >>> found[-1].subject
     'pos'
-    >>> print(found[-1].message)
-    recall of class 'pos' fell to 0.05 (best 0.8 at epoch 1; 40 validation samples) while accuracy looks healthy at 0.900: the class is collapsing and the aggregate metrics hide it
+    >>> print(found[-1].message)  # doctest: +NORMALIZE_WHITESPACE
+    recall of class 'pos' fell to 0.05 (best 0.8 at epoch 1; 40 validation samples) while accuracy looks
+    healthy at 0.900: the class is collapsing and the aggregate metrics hide it
     """
 
     name: ClassVar[str] = "class_collapse"
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
-    def __init__(self, *, min_support: int = MIN_SUPPORT, near_zero: float = NEAR_ZERO, drop_ratio: float = DROP_RATIO,
-                 min_z: float = MIN_Z, confirmations: int = CONFIRMATIONS,
-                 healthy_margin: float = HEALTHY_MARGIN) -> None:
+    def __init__(
+        self,
+        *,
+        min_support: int = MIN_SUPPORT,
+        near_zero: float = NEAR_ZERO,
+        drop_ratio: float = DROP_RATIO,
+        min_z: float = MIN_Z,
+        confirmations: int = CONFIRMATIONS,
+        healthy_margin: float = HEALTHY_MARGIN,
+    ) -> None:
         self.min_support = v.check_positive_int("min_support", min_support)
         self.near_zero = v.check_fraction("near_zero", near_zero)
         self.drop_ratio = v.check_fraction("drop_ratio", drop_ratio)
@@ -132,9 +141,13 @@ class ClassCollapseDetector(Detector):
             holds = cause is not None and healthy and not never
             self.streak[name] = self.streak.get(name, 0) + 1 if holds else 0
             if holds and self.streak[name] >= self.confirmations:
-                collapsed[name] = {"value": value, "support": n, "cause": cause,
-                                   "best": None if best is None else best[0],
-                                   "best_at": None if best is None else best[2]}
+                collapsed[name] = {
+                    "value": value,
+                    "support": n,
+                    "cause": cause,
+                    "best": None if best is None else best[0],
+                    "best_at": None if best is None else best[2],
+                }
             if best is None or value > best[0]:
                 self.best[name] = [value, n, label]
         if not collapsed:
@@ -156,10 +169,19 @@ class ClassCollapseDetector(Detector):
                 return "fallen"
         return None
 
-    def _finding(self, record: EvalRecord, metric: str, subject: str, collapsed: dict[str, dict[str, Any]]) -> Finding:
+    def _finding(
+        self, record: EvalRecord, metric: str, subject: str, collapsed: dict[str, dict[str, Any]]
+    ) -> Finding:
         c = collapsed[subject]
-        if c["best"] is not None and c["best"] > c["value"] and (c["cause"] == "fallen" or c["best"] > 2 * self.near_zero):
-            what = f"{metric} of class '{subject}' fell to {c['value']:.3g} (best {c['best']:.3g} at {c['best_at']}; "
+        if (
+            c["best"] is not None
+            and c["best"] > c["value"]
+            and (c["cause"] == "fallen" or c["best"] > 2 * self.near_zero)
+        ):
+            what = (
+                f"{metric} of class '{subject}' fell to {c['value']:.3g} "
+                f"(best {c['best']:.3g} at {c['best_at']}; "
+            )
         else:
             what = f"{metric} of class '{subject}' is {c['value']:.3g} ("
         what += f"{c['support']:.0f} validation samples)"
@@ -170,11 +192,25 @@ class ClassCollapseDetector(Detector):
         others = sorted(set(collapsed) - {subject})
         if others:
             what += f" (also collapsing: {', '.join(others)})"
-        evidence = {"class": subject, "metric": metric, "value": c["value"], "support": c["support"],
-                    "best": c["best"], "cause": c["cause"], "accuracy": accuracy,
-                    "collapsed_classes": sorted(collapsed)}
-        return Finding(code="FW-CLASS-COLLAPSE", severity=Severity.WARNING, step=int(record.step), epoch=record.epoch,
-                       message=what, evidence=evidence, subject=subject)
+        evidence = {
+            "class": subject,
+            "metric": metric,
+            "value": c["value"],
+            "support": c["support"],
+            "best": c["best"],
+            "cause": c["cause"],
+            "accuracy": accuracy,
+            "collapsed_classes": sorted(collapsed),
+        }
+        return Finding(
+            code="FW-CLASS-COLLAPSE",
+            severity=Severity.WARNING,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=what,
+            evidence=evidence,
+            subject=subject,
+        )
 
 
 @register
@@ -201,14 +237,17 @@ class NeverPredictedDetector(Detector):
     ...                       class_names=["a", "b", "c"])
     >>> [det.update(record(i, p)) is not None for i, p in enumerate([[60, 40, 0], [70, 30, 0], [75, 25, 0]])]
     [False, True, True]
-    >>> print(det.update(record(3, [80, 20, 0])).message)
-    class 'c' (20 validation samples) was predicted for no validation sample in the last 4 evaluations: the model has stopped predicting it
+    >>> print(det.update(record(3, [80, 20, 0])).message)  # doctest: +NORMALIZE_WHITESPACE
+    class 'c' (20 validation samples) was predicted for no validation sample in the last 4 evaluations:
+    the model has stopped predicting it
     """
 
     name: ClassVar[str] = "never_predicted"
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
-    def __init__(self, *, min_support: int = MIN_SUPPORT_PREDICTED, confirmations: int = CONFIRMATIONS) -> None:
+    def __init__(
+        self, *, min_support: int = MIN_SUPPORT_PREDICTED, confirmations: int = CONFIRMATIONS
+    ) -> None:
         self.min_support = v.check_positive_int("min_support", min_support)
         self.confirmations = v.check_positive_int("confirmations", confirmations)
         if confirmations < 2:
@@ -234,12 +273,25 @@ class NeverPredictedDetector(Detector):
         listed = ", ".join(f"'{c}' ({n:.0f} validation samples)" for c, (n, _) in unpredicted.items())
         runs = min(r for _, r in unpredicted.values())
         if len(unpredicted) == 1:
-            text = (f"class {listed} was predicted for no validation sample in the last {runs} evaluations: "
-                    f"the model has stopped predicting it")
+            text = (
+                f"class {listed} was predicted for no validation sample in the last {runs} evaluations: "
+                f"the model has stopped predicting it"
+            )
         else:
-            text = (f"classes {listed} were predicted for no validation sample in the last {runs} or more "
-                    f"evaluations: the model has stopped predicting them")
-        evidence = {"classes": sorted(unpredicted), "support": {c: n for c, (n, _) in unpredicted.items()},
-                    "evaluations": {c: r for c, (_, r) in unpredicted.items()}}
-        return Finding(code="FW-CLASS-NEVER-PREDICTED", severity=Severity.WARNING, step=int(record.step),
-                       epoch=record.epoch, message=text, evidence=evidence)
+            text = (
+                f"classes {listed} were predicted for no validation sample in the last {runs} or more "
+                f"evaluations: the model has stopped predicting them"
+            )
+        evidence = {
+            "classes": sorted(unpredicted),
+            "support": {c: n for c, (n, _) in unpredicted.items()},
+            "evaluations": {c: r for c, (_, r) in unpredicted.items()},
+        }
+        return Finding(
+            code="FW-CLASS-NEVER-PREDICTED",
+            severity=Severity.WARNING,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=text,
+            evidence=evidence,
+        )

@@ -60,7 +60,8 @@ class FailedRunDetector(Detector):
         f1_margin: Largest macro F1 above the constant predictor's still counted as failed.
 
     Raises:
-        ValueError: If ``min_progress``, ``margin`` or ``f1_margin`` is not in [0, 1], a count is not positive or ``window`` < 2.
+        ValueError: If ``min_progress``, ``margin`` or ``f1_margin`` is not in [0, 1], a count is not
+            positive or ``window`` < 2.
         TypeError: If an argument has the wrong type.
 
     >>> det = FailedRunDetector()
@@ -69,23 +70,33 @@ class FailedRunDetector(Detector):
     ...                                progress=(i + 1) / 10)) for i, a in enumerate(accs)]
     >>> [f is not None for f in found]
     [False, False, True, True]
-    >>> print(found[2].message)
-    after 30% of training, validation accuracy is 0.650, at the majority-class baseline of 0.650 (always predicting the most frequent class): the run has failed, and such runs rarely recover
+    >>> print(found[2].message)  # doctest: +NORMALIZE_WHITESPACE
+    after 30% of training, validation accuracy is 0.650, at the majority-class baseline of 0.650 (always
+    predicting the most frequent class): the run has failed, and such runs rarely recover
     """
 
     name: ClassVar[str] = "failed_run"
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
-    def __init__(self, *, min_progress: float = MIN_PROGRESS, min_evaluations: int = MIN_EVALUATIONS,
-                 margin: float = MARGIN, confirmations: int = CONFIRMATIONS, window: int = WINDOW,
-                 f1_margin: float = F1_MARGIN) -> None:
+    def __init__(
+        self,
+        *,
+        min_progress: float = MIN_PROGRESS,
+        min_evaluations: int = MIN_EVALUATIONS,
+        margin: float = MARGIN,
+        confirmations: int = CONFIRMATIONS,
+        window: int = WINDOW,
+        f1_margin: float = F1_MARGIN,
+    ) -> None:
         self.min_progress = v.check_fraction("min_progress", min_progress)
         self.min_evaluations = v.check_positive_int("min_evaluations", min_evaluations)
         self.margin = v.check_fraction("margin", margin)
         self.confirmations = v.check_positive_int("confirmations", confirmations)
         self.window = v.check_positive_int("window", window)
         if window < 2:
-            raise ValueError(f"Expected `window` to be at least 2 (a slope needs 2 points), but got {window}.")
+            raise ValueError(
+                f"Expected `window` to be at least 2 (a slope needs 2 points), but got {window}."
+            )
         self.f1_margin = v.check_fraction("f1_margin", f1_margin)
         self.evaluations = 0
         self.streak = 0
@@ -95,29 +106,56 @@ class FailedRunDetector(Detector):
         self.evaluations += 1
         accuracy = finite_or_none(record.val.get("accuracy"))
         majority = finite_or_none(record.val.get("majority_fraction"))
-        self.accuracy = [*self.accuracy[-(self.window - 1):], accuracy]
+        self.accuracy = [*self.accuracy[-(self.window - 1) :], accuracy]
         slope = theil_sen_slope(self.accuracy)  # type: ignore[arg-type]
-        at_baseline = not slope > self.margin and self._degenerate_f1(record, majority) and accuracy is not None and majority is not None and accuracy <= majority + self.margin
+        at_baseline = (
+            not slope > self.margin
+            and self._degenerate_f1(record, majority)
+            and accuracy is not None
+            and majority is not None
+            and accuracy <= majority + self.margin
+        )
         self.streak = self.streak + 1 if at_baseline else 0
         progress = finite_or_none(record.progress)
-        late = progress >= self.min_progress if progress is not None else self.evaluations >= self.min_evaluations
+        late = (
+            progress >= self.min_progress
+            if progress is not None
+            else self.evaluations >= self.min_evaluations
+        )
         if not (late and self.streak >= self.confirmations):
             return None
         assert accuracy is not None and majority is not None
         macro_f1 = finite_or_none(record.val.get("macro_f1"))
-        when = (f"after {100 * progress:.0f}% of training" if progress is not None
-                else f"after {self.evaluations} evaluations")
+        when = (
+            f"after {100 * progress:.0f}% of training"
+            if progress is not None
+            else f"after {self.evaluations} evaluations"
+        )
         relation = "below" if accuracy < majority - 1e-9 else "at"
-        text = (f"{when}, validation accuracy is {accuracy:.3f}, {relation} the majority-class baseline of "
-                f"{majority:.3f} (always predicting the most frequent class): the run has failed, and such runs "
-                f"rarely recover")
-        evidence = {"accuracy": accuracy, "majority_fraction": majority, "progress": progress,
-                    "evaluations_at_baseline": self.streak, "accuracy_slope": slope if slope == slope else None, "macro_f1": macro_f1}
-        return Finding(code="FW-FAILED-RUN", severity=Severity.CRITICAL, step=int(record.step), epoch=record.epoch,
-                       message=text, evidence=evidence)
+        text = (
+            f"{when}, validation accuracy is {accuracy:.3f}, {relation} the majority-class baseline of "
+            f"{majority:.3f} (always predicting the most frequent class): the run has failed, and such runs "
+            f"rarely recover"
+        )
+        evidence = {
+            "accuracy": accuracy,
+            "majority_fraction": majority,
+            "progress": progress,
+            "evaluations_at_baseline": self.streak,
+            "accuracy_slope": slope if slope == slope else None,
+            "macro_f1": macro_f1,
+        }
+        return Finding(
+            code="FW-FAILED-RUN",
+            severity=Severity.CRITICAL,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=text,
+            evidence=evidence,
+        )
 
     def _degenerate_f1(self, record: EvalRecord, majority: float | None) -> bool:
-        """Whether macro F1 is within ``f1_margin`` of always predicting the majority class (True if unknown)."""
+        """Whether macro F1 is near a constant majority-class predictor's (True when unknown)."""
         macro_f1 = finite_or_none(record.val.get("macro_f1"))
         classes = len(record.class_names) or max((len(x) for x in record.val_per_class.values()), default=0)
         if macro_f1 is None or majority is None or classes < 2:

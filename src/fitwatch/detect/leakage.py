@@ -36,8 +36,10 @@ MIN_Z = 3.0
 #: ... or, without accuracies, a validation loss at most this share of the training loss.
 LOSS_RATIO = 0.5
 
-_CHECKS = ("run fitwatch.data.find_duplicates on the training and validation sets, and "
-           "fitwatch.data.check_temporal_split if the data are ordered in time")
+_CHECKS = (
+    "run fitwatch.data.find_duplicates on the training and validation sets, and "
+    "fitwatch.data.check_temporal_split if the data are ordered in time"
+)
 
 
 def _at(epoch: int | None, index: int) -> str:
@@ -72,7 +74,8 @@ class LeakSuspiciousDetector(Detector):
     >>> det = LeakSuspiciousDetector()
     >>> rows = [(0.995, 0.55), (0.998, 0.78), (0.998, 0.86), (0.999, 0.90)]
     >>> found = [det.update(EvalRecord(step=i, epoch=i, val={"accuracy": va, "samples": 2000},
-    ...                                train={"accuracy": ta, "samples": 8000})) for i, (va, ta) in enumerate(rows)]
+    ...                                train={"accuracy": ta, "samples": 8000}))
+    ...          for i, (va, ta) in enumerate(rows)]
     >>> [None if f is None else f.severity.name for f in found]
     [None, None, 'WARNING', 'WARNING']
     """
@@ -80,9 +83,16 @@ class LeakSuspiciousDetector(Detector):
     name: ClassVar[str] = "leak_suspicious"
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
-    def __init__(self, *, early_evaluations: int = EARLY_EVALUATIONS, near_perfect: float = NEAR_PERFECT,
-                 min_samples: int = MIN_SAMPLES, min_gap: float = MIN_GAP, min_z: float = MIN_Z,
-                 loss_ratio: float = LOSS_RATIO) -> None:
+    def __init__(
+        self,
+        *,
+        early_evaluations: int = EARLY_EVALUATIONS,
+        near_perfect: float = NEAR_PERFECT,
+        min_samples: int = MIN_SAMPLES,
+        min_gap: float = MIN_GAP,
+        min_z: float = MIN_Z,
+        loss_ratio: float = LOSS_RATIO,
+    ) -> None:
         self.early_evaluations = v.check_positive_int("early_evaluations", early_evaluations)
         if early_evaluations < 2:
             raise ValueError(
@@ -117,7 +127,9 @@ class LeakSuspiciousDetector(Detector):
         better = bool(self.better) and all(self.better) and better_now
         if not (near or better):
             return None
-        enough = self.near_at is not None and self.near_at[2] is not None and self.near_at[2] >= self.min_samples
+        enough = (
+            self.near_at is not None and self.near_at[2] is not None and self.near_at[2] >= self.min_samples
+        )
         severity = Severity.WARNING if near and better and enough else Severity.INFO
         return self._finding(record, severity, near, better, accuracy)
 
@@ -139,24 +151,40 @@ class LeakSuspiciousDetector(Detector):
         self.last_pair = []
         return False
 
-    def _finding(self, record: EvalRecord, severity: Severity, near: bool, better: bool,
-                 accuracy: float | None) -> Finding:
+    def _finding(
+        self, record: EvalRecord, severity: Severity, near: bool, better: bool, accuracy: float | None
+    ) -> Finding:
         parts = []
         if near and self.near_at is not None:
             parts.append(f"validation accuracy reached {self.near_at[0]:.3f} by {self.near_at[1]}")
         if better and self.last_pair:
             metric, va, ta = self.last_pair
-            parts.append(f"validation {metric} has beaten training {metric} at every evaluation since the first "
-                         f"({va:.3g} vs {ta:.3g} now)")
+            parts.append(
+                f"validation {metric} has beaten training {metric} at every evaluation since the first "
+                f"({va:.3g} vs {ta:.3g} now)"
+            )
         text = " and ".join(parts)
         if severity is Severity.WARNING:
-            text += f": too good to be true this early, the usual cause is validation samples leaked into training; {_CHECKS}"
+            text += (
+                ": too good to be true this early, the usual cause is validation samples leaked into "
+                "training; " + _CHECKS
+            )
         elif near:
             text += f"; if the task is not this easy, {_CHECKS}"
         else:
-            text += (f"; some of this is dropout in the training numbers, but if it persists, {_CHECKS}")
-        evidence = {"near_perfect": near, "persistently_better": better, "accuracy": accuracy,
-                    "samples": None if self.near_at is None else self.near_at[2],
-                    "comparison": list(self.last_pair)}
-        return Finding(code="FW-LEAK-SUSPICIOUS", severity=severity, step=int(record.step), epoch=record.epoch,
-                       message=text, evidence=evidence)
+            text += f"; some of this is dropout in the training numbers, but if it persists, {_CHECKS}"
+        evidence = {
+            "near_perfect": near,
+            "persistently_better": better,
+            "accuracy": accuracy,
+            "samples": None if self.near_at is None else self.near_at[2],
+            "comparison": list(self.last_pair),
+        }
+        return Finding(
+            code="FW-LEAK-SUSPICIOUS",
+            severity=severity,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=text,
+            evidence=evidence,
+        )

@@ -71,8 +71,9 @@ def _pct(x: float) -> str:
     return f"{x:.0f}%" if abs(x) >= 10 else f"{x:.1f}%"
 
 
-def _check_common(window: int, alpha: float, noise_factor: float, gl_floor: float, confirmations: int,
-                  min_evaluations: int) -> None:
+def _check_common(
+    window: int, alpha: float, noise_factor: float, gl_floor: float, confirmations: int, min_evaluations: int
+) -> None:
     v.check_positive_int("window", window)
     if window < 3:
         raise ValueError(f"Expected `window` to be at least 3 (a trend needs 3 points), but got {window}.")
@@ -84,7 +85,10 @@ def _check_common(window: int, alpha: float, noise_factor: float, gl_floor: floa
     v.check_positive_int("confirmations", confirmations)
     v.check_positive_int("min_evaluations", min_evaluations)
     if min_evaluations < 3:
-        raise ValueError(f"Expected `min_evaluations` to be at least 3 (noise needs 3 points), but got {min_evaluations}.")
+        raise ValueError(
+            f"Expected `min_evaluations` to be at least 3 (a trend needs 3 points), "
+            f"but got {min_evaluations}."
+        )
 
 
 class _RiseDetector(Detector):
@@ -92,8 +96,17 @@ class _RiseDetector(Detector):
 
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
-    def __init__(self, *, window: int, alpha: float, noise_factor: float, gl_floor: float, confirmations: int,
-                 min_evaluations: int, sharp_factor: float) -> None:
+    def __init__(
+        self,
+        *,
+        window: int,
+        alpha: float,
+        noise_factor: float,
+        gl_floor: float,
+        confirmations: int,
+        min_evaluations: int,
+        sharp_factor: float,
+    ) -> None:
         _check_common(window, alpha, noise_factor, gl_floor, confirmations, min_evaluations)
         self.sharp_factor = v.check_positive_float("sharp_factor", sharp_factor)
         self.window = window
@@ -114,7 +127,9 @@ class _RiseDetector(Detector):
         """The rise of ``series`` when it is a confirmed trend at this evaluation, else None."""
         if len(finite(series)) < self.min_evaluations:
             return None
-        rise = rise_since_best(series, window=self.window, noise_factor=self.noise_factor, gl_floor=self.gl_floor)
+        rise = rise_since_best(
+            series, window=self.window, noise_factor=self.noise_factor, gl_floor=self.gl_floor
+        )
         if rise is None or rise.since_best < 1 or not math.isfinite(rise.gl) or rise.gl <= rise.threshold:
             return None
         previous = finite_or_none(series[-2]) if len(series) > 1 else None
@@ -138,6 +153,8 @@ class OverfittingDetector(_RiseDetector):
         gl_floor: Smallest GL threshold, percent (Prechelt's GL2).
         confirmations: Consecutive evaluations the condition must hold.
         min_evaluations: Finite validation losses needed before anything is reported.
+        sharp_factor: GL threshold, in units of the relative noise, above which a still-rising loss needs no
+            Mann-Kendall trend (a sharp rise).
         strip: Prechelt's training strip length ``k``, for the reported ``P_k`` and ``PQ`` (evidence only).
 
     Raises:
@@ -154,18 +171,34 @@ class OverfittingDetector(_RiseDetector):
     ...          for i, x in enumerate(losses)]
     >>> [f is not None for f in found]
     [False, False, False, False, False, False, True, True]
-    >>> print(found[-1].message)
-    validation loss has risen for 4 evaluations since epoch 3 (0.41 -> 0.58, +41%) while training loss fell 76%; this is overfitting
+    >>> print(found[-1].message)  # doctest: +NORMALIZE_WHITESPACE
+    validation loss has risen for 4 evaluations since epoch 3 (0.41 -> 0.58, +41%) while training loss
+    fell 76%; this is overfitting
     """
 
     name: ClassVar[str] = "overfitting"
 
-    def __init__(self, *, window: int = WINDOW, alpha: float = ALPHA, noise_factor: float = NOISE_FACTOR,
-                 gl_floor: float = GL_FLOOR, confirmations: int = CONFIRMATIONS,
-                 min_evaluations: int = MIN_EVALUATIONS, sharp_factor: float = SHARP_FACTOR, strip: int = STRIP) -> None:
-        super().__init__(window=window, alpha=alpha, noise_factor=noise_factor, gl_floor=gl_floor,
-                         confirmations=confirmations, min_evaluations=min_evaluations,
-                         sharp_factor=sharp_factor)
+    def __init__(
+        self,
+        *,
+        window: int = WINDOW,
+        alpha: float = ALPHA,
+        noise_factor: float = NOISE_FACTOR,
+        gl_floor: float = GL_FLOOR,
+        confirmations: int = CONFIRMATIONS,
+        min_evaluations: int = MIN_EVALUATIONS,
+        sharp_factor: float = SHARP_FACTOR,
+        strip: int = STRIP,
+    ) -> None:
+        super().__init__(
+            window=window,
+            alpha=alpha,
+            noise_factor=noise_factor,
+            gl_floor=gl_floor,
+            confirmations=confirmations,
+            min_evaluations=min_evaluations,
+            sharp_factor=sharp_factor,
+        )
         self.strip = v.check_positive_int("strip", strip)
         self.val_loss: list[float | None] = []
         self.train_loss: list[float | None] = []
@@ -185,7 +218,7 @@ class OverfittingDetector(_RiseDetector):
         return self._finding(record, rise, train_fall)
 
     def _train_fall(self, rise: Rise | None) -> float | None:
-        """Relative fall of the training loss since the best validation evaluation, percent (None if unknown)."""
+        """Relative fall of the training loss since the best validation evaluation, percent (or None)."""
         if rise is None:
             return None
         then, now = self.train_loss[rise.best_index], self.train_loss[-1]
@@ -208,12 +241,17 @@ class OverfittingDetector(_RiseDetector):
 
     def _finding(self, record: EvalRecord, rise: Rise, train_fall: float | None) -> Finding:
         b = rise.best_index
-        text = (f"validation loss has risen for {rise.since_best} evaluations since {_at(self.epochs[b], b)} "
-                f"({rise.best:.3g} -> {rise.current:.3g}, +{_pct(rise.gl)})")
+        text = (
+            f"validation loss has risen for {rise.since_best} evaluations since {_at(self.epochs[b], b)} "
+            f"({rise.best:.3g} -> {rise.current:.3g}, +{_pct(rise.gl)})"
+        )
         if train_fall is not None:
             then, now = self.train_loss[b], self.train_loss[-1]
-            text += (f" while training loss fell {_pct(train_fall)}" if train_fall >= 1.0
-                     else f" while training loss stayed flat ({then:.3g} -> {now:.3g})")
+            text += (
+                f" while training loss fell {_pct(train_fall)}"
+                if train_fall >= 1.0
+                else f" while training loss stayed flat ({then:.3g} -> {now:.3g})"
+            )
         acc_then, acc_now = self.accuracy[b], self.accuracy[-1]
         if acc_then is not None and acc_now is not None:
             if acc_now - acc_then <= -0.01:
@@ -223,16 +261,29 @@ class OverfittingDetector(_RiseDetector):
             else:
                 text += f"; accuracy still rose from {acc_then:.3f} to {acc_now:.3f}, so it hides this"
         text += "; this is overfitting"
-        p_k = training_progress([x for x in self.train_loss[-self.strip:] if x is not None])
+        p_k = training_progress([x for x in self.train_loss[-self.strip :] if x is not None])
         evidence: dict[str, Any] = {
-            "best_loss": rise.best, "best_epoch": self.epochs[b], "best_step": self.steps[b],
-            "loss": rise.current, "evaluations_since_best": rise.since_best, "gl": rise.gl,
-            "gl_threshold": rise.threshold, "noise_pct": rise.noise_pct, "p_increasing": rise.p_increasing,
-            "train_fall_pct": train_fall, "training_progress": p_k,
+            "best_loss": rise.best,
+            "best_epoch": self.epochs[b],
+            "best_step": self.steps[b],
+            "loss": rise.current,
+            "evaluations_since_best": rise.since_best,
+            "gl": rise.gl,
+            "gl_threshold": rise.threshold,
+            "noise_pct": rise.noise_pct,
+            "p_increasing": rise.p_increasing,
+            "train_fall_pct": train_fall,
+            "training_progress": p_k,
             "pq": rise.gl / p_k if p_k and math.isfinite(p_k) and p_k > 0 else None,
         }
-        return Finding(code="FW-OVERFIT", severity=Severity.WARNING, step=int(record.step), epoch=record.epoch,
-                       message=text, evidence={k: _json(x) for k, x in evidence.items()})
+        return Finding(
+            code="FW-OVERFIT",
+            severity=Severity.WARNING,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=text,
+            evidence={k: _json(x) for k, x in evidence.items()},
+        )
 
 
 #: Accuracy counts as "holding" when it is within this much of its value at the best NLL (absolute) ...
@@ -264,6 +315,8 @@ class SubtleOverfittingDetector(_RiseDetector):
         gl_floor: Smallest GL threshold of the NLL, percent.
         confirmations: Consecutive evaluations the condition must hold.
         min_evaluations: Finite NLL values needed before anything is reported.
+        sharp_factor: GL threshold of the NLL, in units of its relative noise, above which a still-rising NLL
+            needs no Mann-Kendall trend.
         accuracy_tolerance: Largest accuracy drop still "flat", absolute.
         accuracy_se: Largest accuracy drop still "flat", in binomial standard errors at ``val["samples"]``.
         ece_chance_factor: Smallest ECE rise in units of ``val["ece_chance"]``.
@@ -276,14 +329,30 @@ class SubtleOverfittingDetector(_RiseDetector):
 
     name: ClassVar[str] = "subtle_overfitting"
 
-    def __init__(self, *, window: int = WINDOW, alpha: float = ALPHA, noise_factor: float = NOISE_FACTOR,
-                 gl_floor: float = GL_FLOOR, confirmations: int = CONFIRMATIONS,
-                 min_evaluations: int = MIN_EVALUATIONS, sharp_factor: float = SHARP_FACTOR, accuracy_tolerance: float = ACCURACY_TOLERANCE,
-                 accuracy_se: float = ACCURACY_SE, ece_chance_factor: float = ECE_CHANCE_FACTOR,
-                 ece_min_rise: float = ECE_MIN_RISE) -> None:
-        super().__init__(window=window, alpha=alpha, noise_factor=noise_factor, gl_floor=gl_floor,
-                         confirmations=confirmations, min_evaluations=min_evaluations,
-                         sharp_factor=sharp_factor)
+    def __init__(
+        self,
+        *,
+        window: int = WINDOW,
+        alpha: float = ALPHA,
+        noise_factor: float = NOISE_FACTOR,
+        gl_floor: float = GL_FLOOR,
+        confirmations: int = CONFIRMATIONS,
+        min_evaluations: int = MIN_EVALUATIONS,
+        sharp_factor: float = SHARP_FACTOR,
+        accuracy_tolerance: float = ACCURACY_TOLERANCE,
+        accuracy_se: float = ACCURACY_SE,
+        ece_chance_factor: float = ECE_CHANCE_FACTOR,
+        ece_min_rise: float = ECE_MIN_RISE,
+    ) -> None:
+        super().__init__(
+            window=window,
+            alpha=alpha,
+            noise_factor=noise_factor,
+            gl_floor=gl_floor,
+            confirmations=confirmations,
+            min_evaluations=min_evaluations,
+            sharp_factor=sharp_factor,
+        )
         self.accuracy_tolerance = v.check_positive_float("accuracy_tolerance", accuracy_tolerance)
         self.accuracy_se = v.check_positive_float("accuracy_se", accuracy_se)
         self.ece_chance_factor = v.check_positive_float("ece_chance_factor", ece_chance_factor)
@@ -321,7 +390,7 @@ class SubtleOverfittingDetector(_RiseDetector):
         if score_now < score_then - tolerance:
             return None
         ece_now = self.ece[-1]
-        ece_before = finite(self.ece[max(0, b - 2): b + 1])
+        ece_before = finite(self.ece[max(0, b - 2) : b + 1])
         if ece_now is None or not ece_before:
             return None
         ece_then = sorted(ece_before)[len(ece_before) // 2]
@@ -329,8 +398,14 @@ class SubtleOverfittingDetector(_RiseDetector):
         margin = max(self.ece_min_rise, self.ece_chance_factor * chance if chance is not None else 0.0)
         if ece_now - ece_then <= margin:
             return None
-        return {"score_then": score_then, "score_now": score_now, "score_tolerance": tolerance, "ece_then": ece_then,
-                "ece_now": ece_now, "ece_margin": margin}
+        return {
+            "score_then": score_then,
+            "score_now": score_now,
+            "score_tolerance": tolerance,
+            "ece_then": ece_then,
+            "ece_now": ece_now,
+            "ece_margin": margin,
+        }
 
     def _finding(self, record: EvalRecord, rise: Rise, facts: dict[str, float]) -> Finding:
         b = rise.best_index
@@ -341,17 +416,34 @@ class SubtleOverfittingDetector(_RiseDetector):
         else:
             held = f"{name} holds at {s1:.3f}"
         ratio = f", {e1 / e0:.1f}x" if e0 > 0 else ""
-        text = (f"{held} while validation NLL rose {_pct(rise.gl)} since {_at(self.epochs[b], b)} "
-                f"({rise.best:.3g} -> {rise.current:.3g}) and ECE went from {e0:.3f} to {e1:.3f}{ratio}: "
-                f"the model is becoming overconfident, and the aggregate {name} hides it")
+        text = (
+            f"{held} while validation NLL rose {_pct(rise.gl)} since {_at(self.epochs[b], b)} "
+            f"({rise.best:.3g} -> {rise.current:.3g}) and ECE went from {e0:.3f} to {e1:.3f}{ratio}: "
+            f"the model is becoming overconfident, and the aggregate {name} hides it"
+        )
         evidence: dict[str, Any] = {
-            "best_nll": rise.best, "best_epoch": self.epochs[b], "best_step": self.steps[b], "nll": rise.current,
-            "nll_rise_pct": rise.gl, "gl_threshold": rise.threshold, "p_increasing": rise.p_increasing,
-            "score": self.score_name, "score_at_best": s0, "score_now": s1, "ece_at_best": e0, "ece_now": e1,
+            "best_nll": rise.best,
+            "best_epoch": self.epochs[b],
+            "best_step": self.steps[b],
+            "nll": rise.current,
+            "nll_rise_pct": rise.gl,
+            "gl_threshold": rise.threshold,
+            "p_increasing": rise.p_increasing,
+            "score": self.score_name,
+            "score_at_best": s0,
+            "score_now": s1,
+            "ece_at_best": e0,
+            "ece_now": e1,
             "ece_margin": facts["ece_margin"],
         }
-        return Finding(code="FW-OVERFIT-SUBTLE", severity=Severity.WARNING, step=int(record.step),
-                       epoch=record.epoch, message=text, evidence={k: _json(x) for k, x in evidence.items()})
+        return Finding(
+            code="FW-OVERFIT-SUBTLE",
+            severity=Severity.WARNING,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=text,
+            evidence={k: _json(x) for k, x in evidence.items()},
+        )
 
 
 #: The gap must widen by at least this share of the current validation loss (loss gap) ...
@@ -382,10 +474,12 @@ class GapDetector(_RiseDetector):
     Args:
         window: Evaluations the trend test reads (``FitWatchConfig.gap_window``).
         alpha: One-sided Mann-Kendall significance of the widening.
-        noise_factor: Smallest widening in units of the gap's noise; also the GL factor of the validation test.
+        noise_factor: Smallest widening in units of the gap's noise; also the GL factor of the validation
+            test.
         gl_floor: Smallest GL threshold of the validation-loss rise (WARNING), percent.
         confirmations: Consecutive evaluations the condition must hold.
         min_evaluations: Finite gap values needed before anything is reported.
+        sharp_factor: As :class:`OverfittingDetector`'s, for the validation-loss rise that makes a WARNING.
         min_loss_widening: Smallest widening of the loss gap, relative to the current validation loss.
         min_accuracy_widening: Smallest widening of the accuracy gap, absolute.
         skip_first: Leading evaluations left out of the gap.
@@ -397,13 +491,29 @@ class GapDetector(_RiseDetector):
 
     name: ClassVar[str] = "gap"
 
-    def __init__(self, *, window: int = WINDOW, alpha: float = ALPHA, noise_factor: float = NOISE_FACTOR,
-                 gl_floor: float = GL_FLOOR, confirmations: int = CONFIRMATIONS,
-                 min_evaluations: int = MIN_EVALUATIONS, sharp_factor: float = SHARP_FACTOR, min_loss_widening: float = MIN_LOSS_WIDENING,
-                 min_accuracy_widening: float = MIN_ACCURACY_WIDENING, skip_first: int = SKIP_FIRST) -> None:
-        super().__init__(window=window, alpha=alpha, noise_factor=noise_factor, gl_floor=gl_floor,
-                         confirmations=confirmations, min_evaluations=min_evaluations,
-                         sharp_factor=sharp_factor)
+    def __init__(
+        self,
+        *,
+        window: int = WINDOW,
+        alpha: float = ALPHA,
+        noise_factor: float = NOISE_FACTOR,
+        gl_floor: float = GL_FLOOR,
+        confirmations: int = CONFIRMATIONS,
+        min_evaluations: int = MIN_EVALUATIONS,
+        sharp_factor: float = SHARP_FACTOR,
+        min_loss_widening: float = MIN_LOSS_WIDENING,
+        min_accuracy_widening: float = MIN_ACCURACY_WIDENING,
+        skip_first: int = SKIP_FIRST,
+    ) -> None:
+        super().__init__(
+            window=window,
+            alpha=alpha,
+            noise_factor=noise_factor,
+            gl_floor=gl_floor,
+            confirmations=confirmations,
+            min_evaluations=min_evaluations,
+            sharp_factor=sharp_factor,
+        )
         self.min_loss_widening = v.check_positive_float("min_loss_widening", min_loss_widening)
         self.min_accuracy_widening = v.check_positive_float("min_accuracy_widening", min_accuracy_widening)
         self.skip_first = v.check_non_negative_int("skip_first", skip_first)
@@ -432,7 +542,7 @@ class GapDetector(_RiseDetector):
         return self._finding(record, loss, acc, rise if self.val_streak >= self.confirmations else None)
 
     def _widening(self, gap: list[float | None], minimum: float) -> dict[str, float] | None:
-        recent = gap[-self.window:]
+        recent = gap[-self.window :]
         values = finite(recent)
         if len(values) < self.min_evaluations or len(finite(gap)) < self.min_evaluations:
             return None
@@ -445,36 +555,61 @@ class GapDetector(_RiseDetector):
         noise = trimmed_noise(finite(gap))
         if widening <= max(minimum, self.noise_factor * (noise if math.isfinite(noise) else 0.0)):
             return None
-        return {"from": values[0], "to": values[-1], "widening": widening, "p_increasing": mk.p_increasing,
-                "noise": noise, "span": float(positions[-1] - positions[0] + 1)}
+        return {
+            "from": values[0],
+            "to": values[-1],
+            "widening": widening,
+            "p_increasing": mk.p_increasing,
+            "noise": noise,
+            "span": float(positions[-1] - positions[0] + 1),
+        }
 
-    def _finding(self, record: EvalRecord, loss: dict[str, float] | None, acc: dict[str, float] | None,
-                 rise: Rise | None) -> Finding:
+    def _finding(
+        self,
+        record: EvalRecord,
+        loss: dict[str, float] | None,
+        acc: dict[str, float] | None,
+        rise: Rise | None,
+    ) -> Finding:
         parts = []
         if loss is not None:
-            parts.append(f"the validation-minus-training loss gap widened from {loss['from']:.3g} to "
-                         f"{loss['to']:.3g} over the last {loss['span']:.0f} evaluations "
-                         f"(Mann-Kendall p={loss['p_increasing']:.3g})")
+            parts.append(
+                f"the validation-minus-training loss gap widened from {loss['from']:.3g} to "
+                f"{loss['to']:.3g} over the last {loss['span']:.0f} evaluations "
+                f"(Mann-Kendall p={loss['p_increasing']:.3g})"
+            )
         if acc is not None:
-            parts.append(f"the training-minus-validation accuracy gap widened from {acc['from']:.3f} to "
-                         f"{acc['to']:.3f} over the last {acc['span']:.0f} evaluations "
-                         f"(Mann-Kendall p={acc['p_increasing']:.3g})")
+            parts.append(
+                f"the training-minus-validation accuracy gap widened from {acc['from']:.3f} to "
+                f"{acc['to']:.3f} over the last {acc['span']:.0f} evaluations "
+                f"(Mann-Kendall p={acc['p_increasing']:.3g})"
+            )
         if rise is not None:
             severity = Severity.WARNING
-            tail = (f" while validation loss rose {_pct(rise.gl)} above its best ({rise.best:.3g} -> "
-                    f"{rise.current:.3g}): the model fits the training set at the expense of validation")
+            tail = (
+                f" while validation loss rose {_pct(rise.gl)} above its best ({rise.best:.3g} -> "
+                f"{rise.current:.3g}): the model fits the training set at the expense of validation"
+            )
         else:
             severity = Severity.INFO
-            tail = (" while validation loss is still improving or flat; some widening is normal as the "
-                    "training loss goes to zero, worth watching")
+            tail = (
+                " while validation loss is still improving or flat; some widening is normal as the "
+                "training loss goes to zero, worth watching"
+            )
         evidence: dict[str, Any] = {"validation_rising": rise is not None}
         for prefix, facts in (("loss_gap", loss), ("accuracy_gap", acc)):
             if facts is not None:
                 evidence.update({f"{prefix}_{k}": x for k, x in facts.items()})
         if rise is not None:
             evidence.update({"val_gl": rise.gl, "val_best": rise.best, "val_loss": rise.current})
-        return Finding(code="FW-GAP-WIDENING", severity=severity, step=int(record.step), epoch=record.epoch,
-                       message="; ".join(parts) + tail, evidence={k: _json(x) for k, x in evidence.items()})
+        return Finding(
+            code="FW-GAP-WIDENING",
+            severity=severity,
+            step=int(record.step),
+            epoch=record.epoch,
+            message="; ".join(parts) + tail,
+            evidence={k: _json(x) for k, x in evidence.items()},
+        )
 
 
 def _json(x: Any) -> Any:

@@ -114,18 +114,31 @@ class PlateauDetector(Detector):
     name: ClassVar[str] = "plateau"
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
-    def __init__(self, *, patience: int = PATIENCE, threshold: float = THRESHOLD, noise_factor: float = NOISE_FACTOR,
-                 alpha: float = ALPHA, converged_fraction: float = CONVERGED_FRACTION,
-                 lr_fraction: float = LR_FRACTION) -> None:
+    def __init__(
+        self,
+        *,
+        patience: int = PATIENCE,
+        threshold: float = THRESHOLD,
+        noise_factor: float = NOISE_FACTOR,
+        alpha: float = ALPHA,
+        converged_fraction: float = CONVERGED_FRACTION,
+        lr_fraction: float = LR_FRACTION,
+    ) -> None:
         self.patience = v.check_positive_int("patience", patience)
-        for arg, val in (("threshold", threshold), ("alpha", alpha), ("converged_fraction", converged_fraction),
-                         ("lr_fraction", lr_fraction)):
+        for arg, val in (
+            ("threshold", threshold),
+            ("alpha", alpha),
+            ("converged_fraction", converged_fraction),
+            ("lr_fraction", lr_fraction),
+        ):
             v.check_fraction(arg, val)
             if not 0.0 < val < 1.0:
                 raise ValueError(f"Expected `{arg}` to be a float in (0, 1), but got {val!r}.")
         if isinstance(noise_factor, bool) or not isinstance(noise_factor, (int, float)):
-            raise TypeError(f"Expected `noise_factor` to be a non-negative float, but got "
-                            f"{type(noise_factor).__name__} {noise_factor!r}.")
+            raise TypeError(
+                f"Expected `noise_factor` to be a non-negative float, but got "
+                f"{type(noise_factor).__name__} {noise_factor!r}."
+            )
         if not (math.isfinite(noise_factor) and noise_factor >= 0):
             raise ValueError(f"Expected `noise_factor` to be a non-negative float, but got {noise_factor!r}.")
         self.threshold = float(threshold)
@@ -166,38 +179,52 @@ class PlateauDetector(Detector):
         return p < self.alpha and math.isfinite(slope) and -slope * self.patience >= self.threshold
 
     def _judge(self, record: EvalRecord, t: float) -> Finding | None:
-        since = self.val_loss[self.best_index:]
+        since = self.val_loss[self.best_index :]
         if self._still_decreasing(since):
             return None
         lr_ratio = _lr_ratio(self.lr, record.lr)
         if lr_ratio is not None and lr_ratio < self.lr_fraction:
             return None
-        train = finite(self.train_loss[self.best_index:])
+        train = finite(self.train_loss[self.best_index :])
         highest = max(finite(self.train_loss), default=None)
         evidence: dict[str, Any] = {
-            "best_loss": self.best, "best_epoch": self.epochs[self.best_index], "loss": self.val_loss[-1],
-            "bad_evaluations": self.bad, "patience": self.patience, "threshold": t,
+            "best_loss": self.best,
+            "best_epoch": self.epochs[self.best_index],
+            "loss": self.val_loss[-1],
+            "bad_evaluations": self.bad,
+            "patience": self.patience,
+            "threshold": t,
             "lr_ratio": lr_ratio,
         }
         best_at = _at(self.epochs[self.best_index], self.best_index)
         now = self.val_loss[-1]
-        text = (f"validation loss has not improved by more than {100 * t:.1f}% for {self.bad} evaluations "
-                f"(best {self.best:.3g} at {best_at}, now {'n/a' if now is None else f'{now:.3g}'})")
+        text = (
+            f"validation loss has not improved by more than {100 * t:.1f}% for {self.bad} evaluations "
+            f"(best {self.best:.3g} at {best_at}, now {'n/a' if now is None else f'{now:.3g}'})"
+        )
         if train and highest:
-            if self._still_decreasing(self.train_loss[self.best_index:]):
+            if self._still_decreasing(self.train_loss[self.best_index :]):
                 return None
             ratio = train[-1] / highest
             evidence.update({"train_loss": train[-1], "train_ratio_to_highest": ratio})
             if ratio <= self.converged_fraction:
                 return None
-            text += (f" and training loss is flat at {train[-1]:.3g} ({100 * ratio:.0f}% of its highest, "
-                     f"{highest:.3g}): the run is stuck on a plateau before converging")
+            text += (
+                f" and training loss is flat at {train[-1]:.3g} ({100 * ratio:.0f}% of its highest, "
+                f"{highest:.3g}): the run is stuck on a plateau before converging"
+            )
             severity = Severity.WARNING
         else:
-            text += ("; without training losses fitwatch cannot tell a plateau from convergence")
+            text += "; without training losses fitwatch cannot tell a plateau from convergence"
             severity = Severity.INFO
-        return Finding(code="FW-PLATEAU", severity=severity, step=int(record.step), epoch=record.epoch,
-                       message=text, evidence=evidence)
+        return Finding(
+            code="FW-PLATEAU",
+            severity=severity,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=text,
+            evidence=evidence,
+        )
 
 
 #: Fraction of training before which a learning rate at (near) zero means the schedule ended early.
@@ -242,28 +269,42 @@ class LRDecayedDetector(Detector):
     ...          for i, (x, lr) in enumerate(zip(val, lrs))]
     >>> [f is not None for f in found]
     [False, False, False, False, True, True]
-    >>> print(found[4].message)
-    learning rate fell to 0 (below 1% of its peak 2e-05) at 25% of training while validation loss was still improving (0.9 -> 0.55 over the 4 evaluations before); the schedule ends too early
+    >>> print(found[4].message)  # doctest: +NORMALIZE_WHITESPACE
+    learning rate fell to 0 (below 1% of its peak 2e-05) at 25% of training while validation loss was
+    still improving (0.9 -> 0.55 over the 4 evaluations before); the schedule ends too early
     """
 
     name: ClassVar[str] = "lr_decayed"
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
-    def __init__(self, *, lr_fraction: float = LR_FRACTION, end_progress: float = END_PROGRESS,
-                 min_decayed_evaluations: int = MIN_DECAYED_EVALUATIONS, lookback: int = LOOKBACK,
-                 min_improvement: float = MIN_IMPROVEMENT) -> None:
-        for arg, val in (("lr_fraction", lr_fraction), ("end_progress", end_progress),
-                         ("min_improvement", min_improvement)):
+    def __init__(
+        self,
+        *,
+        lr_fraction: float = LR_FRACTION,
+        end_progress: float = END_PROGRESS,
+        min_decayed_evaluations: int = MIN_DECAYED_EVALUATIONS,
+        lookback: int = LOOKBACK,
+        min_improvement: float = MIN_IMPROVEMENT,
+    ) -> None:
+        for arg, val in (
+            ("lr_fraction", lr_fraction),
+            ("end_progress", end_progress),
+            ("min_improvement", min_improvement),
+        ):
             v.check_fraction(arg, val)
             if not 0.0 < val < 1.0:
                 raise ValueError(f"Expected `{arg}` to be a float in (0, 1), but got {val!r}.")
         self.lr_fraction = float(lr_fraction)
         self.end_progress = float(end_progress)
         self.min_improvement = float(min_improvement)
-        self.min_decayed_evaluations = v.check_positive_int("min_decayed_evaluations", min_decayed_evaluations)
+        self.min_decayed_evaluations = v.check_positive_int(
+            "min_decayed_evaluations", min_decayed_evaluations
+        )
         self.lookback = v.check_positive_int("lookback", lookback)
         if lookback < 2:
-            raise ValueError(f"Expected `lookback` to be at least 2 (an improvement needs 2 points), but got {lookback}.")
+            raise ValueError(
+                f"Expected `lookback` to be at least 2 (an improvement needs 2 points), but got {lookback}."
+            )
         self.lr: list[list[float | None]] = []
         self.val_loss: list[float | None] = []
         self.train_loss: list[float | None] = []
@@ -295,21 +336,40 @@ class LRDecayedDetector(Detector):
             return None
         peak = max(x for row in self.lr for x in row if x is not None)
         current = max((x for x in self.lr[-1] if x is not None), default=0.0)
-        when = f"at {100 * progress:.0f}% of training" if progress is not None else (
-            f"and stayed there for {self.decayed_run} evaluations as training went on,")
-        text = (f"learning rate fell to {current:.3g} (below {100 * self.lr_fraction:.0f}% of its peak {peak:.3g}) "
-                f"{when} while {name} loss was still improving ({first:.3g} -> {last:.3g} over the {span} "
-                f"evaluations before); the schedule ends too early")
-        evidence = {"lr": current, "peak_lr": peak, "lr_ratio": ratio, "progress": progress,
-                    "decayed_evaluations": self.decayed_run, "improvement_before": gain, "series": name}
-        return Finding(code="FW-LR-DECAYED", severity=Severity.WARNING, step=int(record.step), epoch=record.epoch,
-                       message=text, evidence=evidence)
+        when = (
+            f"at {100 * progress:.0f}% of training"
+            if progress is not None
+            else (f"and stayed there for {self.decayed_run} evaluations as training went on,")
+        )
+        text = (
+            f"learning rate fell to {current:.3g} "
+            f"(below {100 * self.lr_fraction:.0f}% of its peak {peak:.3g}) "
+            f"{when} while {name} loss was still improving ({first:.3g} -> {last:.3g} over the {span} "
+            f"evaluations before); the schedule ends too early"
+        )
+        evidence = {
+            "lr": current,
+            "peak_lr": peak,
+            "lr_ratio": ratio,
+            "progress": progress,
+            "decayed_evaluations": self.decayed_run,
+            "improvement_before": gain,
+            "series": name,
+        }
+        return Finding(
+            code="FW-LR-DECAYED",
+            severity=Severity.WARNING,
+            step=int(record.step),
+            epoch=record.epoch,
+            message=text,
+            evidence=evidence,
+        )
 
     def _improvement(self) -> tuple[str, float, float, int, float] | None:
-        """(series, first, best, count, relative gain) over the last ``lookback`` evaluations before the decay."""
+        """(series, first, best, count, relative gain) over the ``lookback`` evaluations before the decay."""
         lo = max(0, self.decay_index - self.lookback)
         for name, series in (("validation", self.val_loss), ("training", self.train_loss)):
-            window = finite(series[lo:self.decay_index])
+            window = finite(series[lo : self.decay_index])
             if len(window) >= 2 and window[0] > 0:
                 best = min(window[1:])
                 return name, window[0], best, len(window), (window[0] - best) / window[0]

@@ -171,8 +171,12 @@ def mann_kendall(y: Sequence[float]) -> MannKendall:
         if var <= 0:
             return MannKendall(n=n, s=s, tau=tau, p_increasing=1.0, p_decreasing=1.0)
         sd = math.sqrt(var)
-        p_inc = 1.0 - _NORMAL.cdf((s - 1) / sd) if s > 0 else 1.0 - _NORMAL.cdf((s + 1) / sd) if s < 0 else 0.5
-        p_dec = 1.0 - _NORMAL.cdf((-s - 1) / sd) if s < 0 else 1.0 - _NORMAL.cdf((-s + 1) / sd) if s > 0 else 0.5
+        p_inc = (
+            1.0 - _NORMAL.cdf((s - 1) / sd) if s > 0 else 1.0 - _NORMAL.cdf((s + 1) / sd) if s < 0 else 0.5
+        )
+        p_dec = (
+            1.0 - _NORMAL.cdf((-s - 1) / sd) if s < 0 else 1.0 - _NORMAL.cdf((-s + 1) / sd) if s > 0 else 0.5
+        )
         p_inc, p_dec = min(1.0, max(0.0, p_inc)), min(1.0, max(0.0, p_dec))
     return MannKendall(n=n, s=s, tau=tau, p_increasing=p_inc, p_decreasing=p_dec)
 
@@ -240,7 +244,7 @@ def trimmed_noise(y: Sequence[float], *, order: int = 2, keep: float = 0.8) -> f
 
     >>> round(trimmed_noise([1.0, 0.8, 0.6, 0.4, 0.6, 0.8, 1.0]), 12)   # a clean turn: no noise
     0.0
-    >>> round(trimmed_noise([0.0, 1.0] * 10 + [0.0], order=1, keep=1.0), 3)   # differences of +-1: sd 1 / sqrt(2)
+    >>> round(trimmed_noise([0.0, 1.0] * 10 + [0.0], order=1, keep=1.0), 3)   # differences +-1: 1 / sqrt(2)
     0.707
     """
     if order not in (1, 2):
