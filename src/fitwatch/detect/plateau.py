@@ -35,6 +35,9 @@ ALPHA = 0.05
 #: A stuck run stays near its starting loss (ratio 0.9-1.0); fine-tuning that converged has typically
 #: divided its training loss by several.
 CONVERGED_FRACTION = 0.5
+#: The "still decreasing" tests read at most this many of the evaluations since the best: Mann-Kendall and
+#: Theil-Sen are quadratic in their window, and a plateau hundreds of evaluations long is decided by its end.
+TREND_WINDOW = 64
 #: A learning rate below this share of the peak seen counts as decayed to (near) zero.
 LR_FRACTION = 0.01
 
@@ -80,9 +83,10 @@ class PlateauDetector(Detector):
 
     The candidate is reported only when none of these explains it:
 
-    - the validation loss still goes down as a trend: over the evaluations since the best, a one-sided
-      Mann-Kendall p-value below ``alpha`` and a Theil-Sen slope that would gain ``threshold`` within
-      ``patience`` evaluations (a statistically significant but tiny slope is still a plateau);
+    - the validation loss still goes down as a trend: over the evaluations since the best (at most the last
+      :data:`TREND_WINDOW`), a one-sided Mann-Kendall p-value below ``alpha`` and a Theil-Sen slope that
+      would gain ``threshold`` within ``patience`` evaluations (a statistically significant but tiny slope
+      is still a plateau);
     - the training loss still goes down the same way (the validation loss saturates while the model
       keeps fitting: the gap and overfitting detectors' business, not a stall);
     - the run converged: training loss flat at or below ``converged_fraction`` of its highest value;
@@ -175,7 +179,7 @@ class PlateauDetector(Detector):
         return max(self.threshold, self.noise_factor * noise if math.isfinite(noise) else 0.0)
 
     def _still_decreasing(self, values: Sequence[float | None]) -> bool:
-        slope, p = _relative_slope(values)
+        slope, p = _relative_slope(values[-TREND_WINDOW:])
         return p < self.alpha and math.isfinite(slope) and -slope * self.patience >= self.threshold
 
     def _judge(self, record: EvalRecord, t: float) -> Finding | None:
