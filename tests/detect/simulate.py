@@ -415,8 +415,8 @@ def resumed(make: Callable[[], Detector], records: Sequence[EvalRecord], split: 
 
 
 def as_dicts(findings: Iterable[Finding | None]) -> list[dict | None]:
-    """Findings as plain dicts, for equality checks."""
-    return [None if f is None else f.to_dict() for f in findings]
+    """Findings as dicts through strict JSON (evidence holding NaN fails), for equality checks."""
+    return [None if f is None else json.loads(json.dumps(f.to_dict(), allow_nan=False)) for f in findings]
 
 
 def first_index(
