@@ -25,7 +25,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from fitwatch.detect.records import StepRecord
+from fitwatch.detect.records import AuditRecord, EvalRecord, StepRecord
 
 __all__ = [
     "DIGITS_ADAM_1E_1",
@@ -35,10 +35,12 @@ __all__ = [
     "DIGITS_SGD_1E_1",
     "MINILM_FINETUNE",
     "Run",
+    "check_survives",
     "findings_of",
     "first_finding",
     "healthy_records",
     "healthy_run",
+    "junk_records",
     "lr_schedule",
     "measured_records",
     "minibatch_losses",
@@ -454,3 +456,69 @@ def resumed_findings(make, records, split: int):
     second = make()
     second.load_state_dict(state)
     return head + findings_of(second, records[split:])
+
+
+# ------------------------------------------------------------------------------------------ junk records
+
+
+def junk_records(record_types):
+    """A hypothesis strategy for lists of records of ``record_types`` with junk everywhere: NaN, inf,
+    negative and zero values, empty and odd-keyed mappings, records out of step order.
+
+    Finite values stay within 1e100, so that detectors can be asked for strict-JSON state as well.
+    """
+    from hypothesis import strategies as st
+
+    num = st.one_of(st.floats(min_value=-1e100, max_value=1e100), st.sampled_from([math.nan, math.inf, -math.inf, 0.0]))
+    names = st.text(alphabet="abc.0", max_size=6)
+    counts = st.one_of(st.integers(-2, 5), num)
+    step_records = st.builds(
+        StepRecord,
+        step=st.integers(0, 10**6),
+        epoch=st.none() | st.integers(0, 50),
+        losses=st.lists(num, max_size=20),
+        lr=st.lists(num, max_size=3),
+        grad_norm=st.none() | num,
+        weight_norm=st.none() | num,
+        update_ratios=st.dictionaries(names, num, max_size=4),
+        nonfinite=st.dictionaries(st.sampled_from(["loss", "logits", "grad", "other"]), counts, max_size=3),
+        progress=st.none() | num,
+    )
+    eval_records = st.builds(
+        EvalRecord,
+        step=st.integers(0, 10**6),
+        epoch=st.none() | st.integers(0, 50),
+        val=st.dictionaries(st.sampled_from(["nonfinite_logits", "loss", "accuracy"]), counts, max_size=3),
+    )
+    audit_records = st.builds(
+        AuditRecord,
+        step=st.integers(0, 10**6),
+        epoch=st.none() | st.integers(0, 50),
+        model_training=st.booleans(),
+        eval_mode_modules=st.lists(names, max_size=3),
+        frozen_eval_modules_expected=st.lists(names, max_size=2),
+        dropout_probabilities=st.dictionaries(names, num, max_size=3),
+        optimizer_names=st.lists(st.sampled_from(["AdamW", "Adam", "SGD", "RAdam", "LBFGS", "Lion", ""]), max_size=2),
+        weight_decays=st.dictionaries(names, num, max_size=3),
+        decay_on_norm_or_bias=st.lists(names, max_size=3),
+        missing_from_optimizer=st.lists(names, max_size=3),
+        unchanged_parameters=st.lists(names, max_size=3),
+        trainable_parameters=st.integers(0, 100),
+        pretrained=st.none() | st.booleans(),
+        initial_lrs=st.lists(num, max_size=3),
+        base_lrs=st.lists(num, max_size=3),
+    )
+    by_type = {StepRecord: step_records, EvalRecord: eval_records, AuditRecord: audit_records}
+    return st.lists(st.one_of(*(by_type[t] for t in record_types)), max_size=12)
+
+
+def check_survives(detector, records) -> None:
+    """Feed ``records``; every finding and the state must be strict JSON, and the state must load back."""
+    import json
+
+    for record in records:
+        found = detector.update(record)
+        if found is not None:
+            json.dumps(found.to_dict(), allow_nan=False)
+    state = json.loads(json.dumps(detector.state_dict(), allow_nan=False))
+    type(detector)().load_state_dict(state)

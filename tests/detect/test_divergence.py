@@ -8,6 +8,7 @@ import random
 import statistics
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from fitwatch.detect.divergence import DivergenceDetector, nonfinite_count
 from fitwatch.detect.records import AuditRecord, EvalRecord, StepRecord
@@ -244,3 +245,16 @@ def test_explosions_found_in_the_record_where_the_rule_first_holds():
     # Doublings from onset until the smoothed loss passes its starting level: a late loss of 0.005-0.15
     # needs log2(start / late) of them, plus the EMA's lag of about one horizon.
     assert statistics.median(delays) < 8
+
+
+# ---------------------------------------------------------------------------------------------- junk in
+
+
+@pytest.mark.parametrize("cls", [DivergenceDetector])
+def test_junk_never_raises_and_state_stays_strict_json(cls):
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(ss.junk_records(cls.record_types))
+    def run(records):
+        ss.check_survives(cls(), records)
+
+    run()

@@ -8,6 +8,7 @@ import random
 import statistics
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from fitwatch.detect.learning_rate import (
     LossSpikeDetector,
@@ -360,6 +361,14 @@ def test_loss_spikes_ignores_non_positive_losses():
     assert not any(ss.findings_of(LossSpikeDetector(), in_records(losses)))
 
 
+def test_loss_spikes_recovers_after_absurd_losses():
+    # 1e300 squares to inf; once it has left the 100-step window the running sums must be finite again.
+    det = LossSpikeDetector()
+    ss.findings_of(det, in_records([1e300, -1e300] + BASE + BASE))
+    assert (det.ref_sum, det.ref_sumsq) == (pytest.approx(100.0), pytest.approx(101.0))
+    assert any(ss.findings_of(det, in_records([3.0] * 10 + [1.0] * 15, first_step=202)))
+
+
 def test_loss_spikes_state_round_trips_mid_spike():
     losses = BASE + [3.0] * 30 + [1.0] * 40 + [3.5] * 12 + [1.0] * 18
     records = in_records(losses, size=10)
@@ -460,3 +469,16 @@ def test_warmup_custom_thresholds_and_errors():
         WarmupDetector(no_warmup_fraction=2.0)
     with pytest.raises(TypeError, match="Expected `record` to be an AuditRecord, but got StepRecord"):
         WarmupDetector().update(StepRecord(step=1, epoch=0))
+
+
+# ---------------------------------------------------------------------------------------------- junk in
+
+
+@pytest.mark.parametrize("cls", [UpdateRatioDetector, LossSpikeDetector, WarmupDetector])
+def test_junk_never_raises_and_state_stays_strict_json(cls):
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(ss.junk_records(cls.record_types))
+    def run(records):
+        ss.check_survives(cls(), records)
+
+    run()

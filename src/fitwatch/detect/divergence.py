@@ -56,8 +56,9 @@ def _finite(x: object) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _g(x: float) -> float:
-    return float(f"{x:.4g}")
+def _g(x: float | None) -> float | None:
+    """A number for evidence: 4 significant digits, ``None`` unless finite (evidence is strict JSON)."""
+    return float(f"{x:.4g}") if x is not None and math.isfinite(x) else None
 
 
 @register

@@ -131,9 +131,9 @@ def _max_finite(values: Sequence[float]) -> float:
     return max(vals) if vals else math.nan
 
 
-def _g(x: float) -> float:
-    """A number rounded to 4 significant digits for evidence (JSON-safe, readable)."""
-    return float(f"{x:.4g}")
+def _g(x: float | None) -> float | None:
+    """A number for evidence: 4 significant digits, ``None`` unless finite (evidence is strict JSON)."""
+    return float(f"{x:.4g}") if x is not None and math.isfinite(x) else None
 
 
 @register
@@ -211,6 +211,8 @@ class UpdateRatioDetector(Detector):
         top = max(ratios, key=ratios.__getitem__)
         bottom = min(ratios, key=ratios.__getitem__)
         scale = self.peak_lr / lr if math.isfinite(lr) and lr > 0 and self.peak_lr else 1.0
+        if not math.isfinite(typical * scale):
+            return None  # absurd magnitudes: nothing to judge, and the state stays strict JSON
         applied = lr if math.isfinite(lr) else None
         self.judged.append([record.step, typical, typical * scale, top, ratios[top], bottom, ratios[bottom], applied])
         del self.judged[: -self.patience]
@@ -255,9 +257,9 @@ class UpdateRatioDetector(Detector):
             "blocks": n_blocks,
             "worst_block": worst,
             "worst_update_ratio": _g(worst_ratio),
-            "lr": _g(lr) if lr is not None else None,
-            "peak_lr": _g(self.peak_lr) if self.peak_lr is not None else None,
-            "factor": _g(factor) if math.isfinite(factor) else None,
+            "lr": _g(lr),
+            "peak_lr": _g(self.peak_lr),
+            "factor": _g(factor),
         }
         return Finding(
             code=code, severity=Severity.WARNING, step=record.step, epoch=record.epoch,
@@ -408,6 +410,11 @@ class LossSpikeDetector(Detector):
         self.reference.append(x)
         self.ref_sum += x
         self.ref_sumsq += x * x
+        if not (math.isfinite(self.ref_sum) and math.isfinite(self.ref_sumsq)):
+            # An absurd loss (|x| > 1e154 squares to inf) entered or left the window: recount rather than
+            # keep inf - inf = NaN once it is gone (plain sums: math.fsum raises on overflow).
+            self.ref_sum = sum(self.reference)
+            self.ref_sumsq = sum(y * y for y in self.reference)
 
     def _finding(self, record: StepRecord) -> Finding:
         # The latest episode was under way during this record; it may have ended since.
