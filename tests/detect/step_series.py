@@ -91,7 +91,12 @@ def _binomial(rng: random.Random, n: int, p: float) -> int:
 
 
 def minibatch_losses(
-    rng: random.Random, means: Sequence[float], *, batch: int = 32, hard_loss: float = 2.0, easy_share: float = 0.3
+    rng: random.Random,
+    means: Sequence[float],
+    *,
+    batch: int = 32,
+    hard_loss: float = 2.0,
+    easy_share: float = 0.3,
 ) -> list[float]:
     """Per-step minibatch losses with expected value ``means[t]`` and a heavy right tail.
 
@@ -129,7 +134,12 @@ class Run:
 
 
 def healthy_run(
-    rng: random.Random, *, n_steps: int = 3000, log_every: int = 50, diag_every: int = 50, regime: str | None = None
+    rng: random.Random,
+    *,
+    n_steps: int = 3000,
+    log_every: int = 50,
+    diag_every: int = 50,
+    regime: str | None = None,
 ) -> Run:
     """A healthy run with a random task, schedule and regime (see the module docstring)."""
     regime = regime or rng.choice(["finetune", "scratch"])
@@ -140,7 +150,9 @@ def healthy_run(
     losses = minibatch_losses(rng, means, batch=rng.choice([16, 32, 64]))
 
     peak = math.exp(rng.uniform(math.log(1e-5), math.log(1e-3)))
-    lrs = lr_schedule(n_steps, peak, warmup=rng.choice([0.0, 0.06, 0.1]), decay=rng.choice(["linear", "cosine", "constant"]))
+    lrs = lr_schedule(
+        n_steps, peak, warmup=rng.choice([0.0, 0.06, 0.1]), decay=rng.choice(["linear", "cosine", "constant"])
+    )
 
     if regime == "finetune":
         typical = math.exp(rng.uniform(math.log(1e-4), math.log(5e-4)))
@@ -170,11 +182,14 @@ def healthy_run(
         agreement = 1.0 if s == 0 else 0.25 + 0.75 * progress
         first_step = 10.0 if s == 0 else 1.0
         lr_frac = lrs[s] / peak
-        ratios[s] = {b: base * lr_frac * agreement * first_step * math.exp(rng.gauss(0.0, 0.3)) for b, base in bases.items()}
+        ratios[s] = {
+            b: base * lr_frac * agreement * first_step * math.exp(rng.gauss(0.0, 0.3))
+            for b, base in bases.items()
+        }
     return Run(losses=losses, lrs=lrs, weight_norms=norms, ratios=ratios, log_every=log_every, regime=regime)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def seeded_run(seed: int, n_steps: int = 3000, log_every: int = 50) -> Run:
     """:func:`healthy_run` for ``random.Random(seed)``, cached: simulation tests share their healthy runs.
 
@@ -183,14 +198,14 @@ def seeded_run(seed: int, n_steps: int = 3000, log_every: int = 50) -> Run:
     return healthy_run(random.Random(seed), n_steps=n_steps, log_every=log_every)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def healthy_records(seed: int, n_steps: int = 3000, log_every: int = 50) -> tuple[StepRecord, ...]:
     """The step records of :func:`seeded_run`, cached."""
     return tuple(to_records(seeded_run(seed, n_steps, log_every)))
 
 
 def to_records(run: Run) -> list[StepRecord]:
-    """The step records a Monitor would build: one every ``log_every`` steps, with the losses since the last."""
+    """The step records a Monitor would build: every ``log_every`` steps, with the losses since the last."""
     records = []
     prev = -1
     for s in range(run.log_every - 1, run.n_steps, run.log_every):
@@ -284,6 +299,7 @@ def with_runaway_norm(run: Run, *, onset: int, total_growth: float) -> Run:
 # step 0: the global weight norm after the step and ||delta theta|| / ||theta|| of the hidden ("0") and
 # output ("3") Linear blocks over that step.
 
+# fmt: off
 #: Adam at 1e-3, 30 epochs: healthy; training loss 1.66 -> 0.0082 (means of the first and last 50 steps).
 DIGITS_ADAM_1E_3 = {
     "steps": [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 550, 600, 650, 700, 750, 800, 850, 900,
@@ -367,7 +383,8 @@ DIGITS_ADAM_1E_6 = {
         1.13e-05, 1.15e-05, 1.21e-05, 1.13e-05, 1.11e-05, 1.12e-05, 1.14e-05, 1.14e-05, 1.12e-05],
 }
 
-#: SGD at 0.1 with momentum 0.9: loss 0.59 -> 0.011 but spiking to 14.6 on the way; weights move 1.3-2% per step early.
+#: SGD at 0.1 with momentum 0.9: loss 0.59 -> 0.011, but spiking to 14.6 on the way; early steps move
+#: the weights by 1.3-2%.
 DIGITS_SGD_1E_1 = {
     "steps": [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 550, 600, 650, 700, 750, 800, 850, 900,
         950, 1000, 1050, 1100, 1150, 1200, 1250, 1300],
@@ -399,9 +416,12 @@ MINILM_FINETUNE = [
     (160, 4.3e-6, 5.7e-7, 1.4e-5, 7.2e-5),
     (180, 2.1e-6, 2.9e-7, 7.3e-6, 3.7e-5),
 ]
+# fmt: on
 
 
-def measured_records(series: dict[str, list[float]], *, lr: float, ratio_factor: float = 1.0) -> list[StepRecord]:
+def measured_records(
+    series: dict[str, list[float]], *, lr: float, ratio_factor: float = 1.0
+) -> list[StepRecord]:
     """Step records from a measured digits series (constant ``lr``; ratios optionally scaled)."""
     return [
         StepRecord(
@@ -409,7 +429,10 @@ def measured_records(series: dict[str, list[float]], *, lr: float, ratio_factor:
             epoch=None,
             lr=[lr],
             weight_norm=series["weight_norm"][i],
-            update_ratios={"0": series["ratio_hidden"][i] * ratio_factor, "3": series["ratio_output"][i] * ratio_factor},
+            update_ratios={
+                "0": series["ratio_hidden"][i] * ratio_factor,
+                "3": series["ratio_output"][i] * ratio_factor,
+            },
         )
         for i, s in enumerate(series["steps"])
     ]
@@ -419,7 +442,9 @@ def minilm_records(*, ratio_factor: float = 1.0) -> list[StepRecord]:
     """Step records from :data:`MINILM_FINETUNE` (three pseudo-blocks holding the min, median and max)."""
     return [
         StepRecord(
-            step=s, epoch=None, lr=[lr],
+            step=s,
+            epoch=None,
+            lr=[lr],
             update_ratios={"min": lo * ratio_factor, "median": med * ratio_factor, "max": hi * ratio_factor},
         )
         for s, lr, lo, med, hi in MINILM_FINETUNE
@@ -469,7 +494,9 @@ def junk_records(record_types):
     """
     from hypothesis import strategies as st
 
-    num = st.one_of(st.floats(min_value=-1e100, max_value=1e100), st.sampled_from([math.nan, math.inf, -math.inf, 0.0]))
+    num = st.one_of(
+        st.floats(min_value=-1e100, max_value=1e100), st.sampled_from([math.nan, math.inf, -math.inf, 0.0])
+    )
     names = st.text(alphabet="abc.0", max_size=6)
     counts = st.one_of(st.integers(-2, 5), num)
     step_records = st.builds(
@@ -498,7 +525,9 @@ def junk_records(record_types):
         eval_mode_modules=st.lists(names, max_size=3),
         frozen_eval_modules_expected=st.lists(names, max_size=2),
         dropout_probabilities=st.dictionaries(names, num, max_size=3),
-        optimizer_names=st.lists(st.sampled_from(["AdamW", "Adam", "SGD", "RAdam", "LBFGS", "Lion", ""]), max_size=2),
+        optimizer_names=st.lists(
+            st.sampled_from(["AdamW", "Adam", "SGD", "RAdam", "LBFGS", "Lion", ""]), max_size=2
+        ),
         weight_decays=st.dictionaries(names, num, max_size=3),
         decay_on_norm_or_bias=st.lists(names, max_size=3),
         missing_from_optimizer=st.lists(names, max_size=3),

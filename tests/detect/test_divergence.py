@@ -87,8 +87,12 @@ def test_nonfinite_message_tracks_the_first_occurrence():
 )
 def test_gradients_alone_must_persist(log_every, grad_records, first_fire):
     records = [
-        StepRecord(step=(i + 1) * log_every - 1, epoch=0, losses=[0.5] * log_every,
-                   nonfinite={"grad": 1} if i < grad_records else {})
+        StepRecord(
+            step=(i + 1) * log_every - 1,
+            epoch=0,
+            losses=[0.5] * log_every,
+            nonfinite={"grad": 1} if i < grad_records else {},
+        )
         for i in range(grad_records + 2)
     ]
     found = fired(ss.findings_of(DivergenceDetector(), records))
@@ -100,7 +104,16 @@ def test_gradients_alone_must_persist(log_every, grad_records, first_fire):
 
 
 def test_nonfinite_count_reads_counts_defensively():
-    assert [nonfinite_count(x) for x in (2, 2.7, "3", None, NAN, INF, -4, object())] == [2, 2, 3, 0, 0, 1, 0, 0]
+    assert [nonfinite_count(x) for x in (2, 2.7, "3", None, NAN, INF, -4, object())] == [
+        2,
+        2,
+        3,
+        0,
+        0,
+        1,
+        0,
+        0,
+    ]
 
 
 # --------------------------------------------------------------------------------------- loss explosion
@@ -186,7 +199,9 @@ def test_rejects_bad_arguments(kwargs, error, match):
 
 
 def test_rejects_audit_records():
-    with pytest.raises(TypeError, match="Expected `record` to be a StepRecord or EvalRecord, but got AuditRecord"):
+    with pytest.raises(
+        TypeError, match="Expected `record` to be a StepRecord or EvalRecord, but got AuditRecord"
+    ):
         DivergenceDetector().update(AuditRecord(step=0, epoch=0))
 
 
@@ -223,7 +238,9 @@ def test_nan_found_at_once(kind):
         rng = random.Random(seed)
         base = ss.seeded_run(1000 + seed)
         onset = int(base.n_steps * rng.uniform(0.3, 0.8))
-        step, _ = ss.first_finding(DivergenceDetector(), ss.to_records(ss.with_nan(base, onset=onset, kind=kind)))
+        step, _ = ss.first_finding(
+            DivergenceDetector(), ss.to_records(ss.with_nan(base, onset=onset, kind=kind))
+        )
         record_end = (onset // 50) * 50 + 49
         # A NaN loss: the record holding onset. Gradients alone: the third record from it.
         assert step == (record_end if kind == "loss" else record_end + 100), seed

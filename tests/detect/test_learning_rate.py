@@ -60,9 +60,17 @@ def test_schedule_phase(lr, previous, peak, expected):
 @pytest.mark.parametrize(
     ("name", "family"),
     [
-        ("Adam", "adaptive"), ("AdamW", "adaptive"), ("FusedAdam", "adaptive"), ("AdamW8bit", "adaptive"),
-        ("Adafactor", "adaptive"), ("Lion", "adaptive"), ("RMSprop", "adaptive"), ("RAdam", "rectified"),
-        ("SGD", "sgd"), ("LBFGS", "unknown"), ("Adagrad", "unknown"),
+        ("Adam", "adaptive"),
+        ("AdamW", "adaptive"),
+        ("FusedAdam", "adaptive"),
+        ("AdamW8bit", "adaptive"),
+        ("Adafactor", "adaptive"),
+        ("Lion", "adaptive"),
+        ("RMSprop", "adaptive"),
+        ("RAdam", "rectified"),
+        ("SGD", "sgd"),
+        ("LBFGS", "unknown"),
+        ("Adagrad", "unknown"),
     ],
 )
 def test_optimizer_family(name, family):
@@ -113,7 +121,9 @@ def test_update_ratio_is_persistent_geometric_mean(sequence, fires):
 
 def test_update_ratio_median_block_speaks_and_worst_block_is_named():
     one_wild_block = {"head": 5.0, "a": 1e-3, "b": 1e-3}
-    assert ss.findings_of(UpdateRatioDetector(), [diag(50 * i, one_wild_block) for i in range(5)]) == [None] * 5
+    assert (
+        ss.findings_of(UpdateRatioDetector(), [diag(50 * i, one_wild_block) for i in range(5)]) == [None] * 5
+    )
     high = {"a": 3e-2, "b": 4e-2, "head": 1e-3}
     found = ss.findings_of(UpdateRatioDetector(), [diag(50 * i, high) for i in range(4)])[-1]
     assert found.code == HIGH and found.severity is Severity.WARNING and found.subject == ""
@@ -153,7 +163,11 @@ def test_update_ratio_lr_zero_and_unknown_lr():
     assert ss.findings_of(UpdateRatioDetector(), at_zero) == [None] * 6
     no_lr = [diag(50 * i, 3e-2, lr=()) for i in range(4)]
     found = ss.findings_of(UpdateRatioDetector(), no_lr)[-1]
-    assert found.code == HIGH and found.evidence["lr"] is None and "learning rate" not in found.message.split(",")[0]
+    assert (
+        found.code == HIGH
+        and found.evidence["lr"] is None
+        and "learning rate" not in found.message.split(",")[0]
+    )
 
 
 def test_update_ratio_skips_non_finite_values_and_plain_steps():
@@ -237,7 +251,9 @@ def test_update_ratio_known_limit_from_scratch_too_low():
 
 
 def test_update_ratio_no_false_alarm_on_simulated_healthy_runs():
-    fired = [seed for seed in range(150) if any(ss.findings_of(UpdateRatioDetector(), ss.healthy_records(seed)))]
+    fired = [
+        seed for seed in range(150) if any(ss.findings_of(UpdateRatioDetector(), ss.healthy_records(seed)))
+    ]
     assert fired == []
 
 
@@ -304,8 +320,13 @@ def test_loss_spikes_message_and_evidence():
     during, after = found[4], found[5]
     assert during.code == "FW-LOSS-SPIKES" and during.severity is Severity.WARNING
     assert during.evidence == {
-        "recent_mean": 1.0, "peak_loss": 4.0, "consecutive_steps": 25, "onset_step": 100, "episodes": 1,
-        "ratio": 2.0, "ongoing": True,
+        "recent_mean": 1.0,
+        "peak_loss": 4.0,
+        "consecutive_steps": 25,
+        "onset_step": 100,
+        "episodes": 1,
+        "ratio": 2.0,
+        "ongoing": True,
     }
     assert "mean of 1 on 25 consecutive steps from step 100, peaking at 4, and is still up" in during.message
     assert after.evidence["consecutive_steps"] == 30 and after.evidence["ongoing"] is False
@@ -342,7 +363,7 @@ def test_loss_spikes_min_rise_when_the_window_is_flat(level, fires):
 def test_loss_spikes_lasting_level_becomes_the_reference():
     losses = BASE + [3.0] * 300
     found = ss.findings_of(LossSpikeDetector(), in_records(losses, size=10))
-    steps = [r.step for r, f in zip(in_records(losses, size=10), found) if f]
+    steps = [r.step for r, f in zip(in_records(losses, size=10), found, strict=True) if f]
     assert steps[0] == 109  # the record holding the sixth step at 3.0
     assert 200 <= steps[-1] <= 250  # after ~`window` steps at 3.0 the new level is the reference
     assert steps == list(range(109, steps[-1] + 1, 10))
@@ -383,7 +404,11 @@ def test_loss_spikes_state_round_trips_mid_spike():
     [
         ({"ratio": 1.0}, ValueError, "Expected `ratio` to be a float greater than 1, but got 1.0"),
         ({"min_consecutive": 0}, ValueError, "Expected `min_consecutive` to be a positive int"),
-        ({"window": 10, "min_history": 20}, ValueError, r"Expected `min_history` to be at most `window` \(10\)"),
+        (
+            {"window": 10, "min_history": 20},
+            ValueError,
+            r"Expected `min_history` to be at most `window` \(10\)",
+        ),
         ({"min_rise": 2.0}, ValueError, r"Expected `min_rise` to be a float in \[0, 1\]"),
         ({"noise_multiplier": -3.0}, ValueError, "Expected `noise_multiplier` to be a positive float"),
         ({"window": 100.0}, TypeError, "Expected `window` to be a positive int, but got float"),
@@ -400,7 +425,11 @@ def test_loss_spikes_rejects_bad_arguments(kwargs, error, match):
 @pytest.mark.parametrize("log_every", [50, 10])
 def test_loss_spikes_no_false_alarm_on_simulated_healthy_runs(log_every):
     seeds = range(150) if log_every == 50 else range(60)
-    fired = [s for s in seeds if any(ss.findings_of(LossSpikeDetector(), ss.healthy_records(s, log_every=log_every)))]
+    fired = [
+        s
+        for s in seeds
+        if any(ss.findings_of(LossSpikeDetector(), ss.healthy_records(s, log_every=log_every)))
+    ]
     assert fired == []
 
 
@@ -423,8 +452,12 @@ def test_loss_spikes_detects_returns_to_the_initial_loss_within_two_records():
 
 def audit(*, pretrained=True, optimizers=("AdamW",), initial=(2e-4,), base=(2e-4,), step=0):
     return AuditRecord(
-        step=step, epoch=0, pretrained=pretrained, optimizer_names=list(optimizers),
-        initial_lrs=list(initial), base_lrs=list(base),
+        step=step,
+        epoch=0,
+        pretrained=pretrained,
+        optimizer_names=list(optimizers),
+        initial_lrs=list(initial),
+        base_lrs=list(base),
     )
 
 
@@ -456,12 +489,16 @@ def test_warmup_names_the_worst_group():
     found = WarmupDetector().update(audit(initial=(0.0, 3e-4, 2e-4), base=(2e-4, 3e-4, 2e-4), step=0))
     assert found.code == "FW-LR-NO-WARMUP" and found.severity is Severity.WARNING
     assert found.evidence["groups_without_warmup"] == [1, 2] and found.evidence["initial_lr"] == 3e-4
-    assert "AdamW at learning rate 3.0e-04" in found.message and "param group 1 starts at 100%" in found.message
+    assert (
+        "AdamW at learning rate 3.0e-04" in found.message and "param group 1 starts at 100%" in found.message
+    )
 
 
 def test_warmup_custom_thresholds_and_errors():
     assert WarmupDetector(adaptive_lr=1e-3).update(audit()) is None
-    assert WarmupDetector().update(audit(initial=(1e-4,), base=(3e-4,))) is None  # a third of the base: warmup
+    assert (
+        WarmupDetector().update(audit(initial=(1e-4,), base=(3e-4,))) is None
+    )  # a third of the base: warmup
     assert WarmupDetector(no_warmup_fraction=0.2).update(audit(initial=(1e-4,), base=(3e-4,))) is not None
     with pytest.raises(ValueError, match="Expected `adaptive_lr` to be a positive float, but got 0"):
         WarmupDetector(adaptive_lr=0)

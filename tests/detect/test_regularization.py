@@ -28,8 +28,14 @@ from fitwatch.findings import Severity
 from . import step_series as ss
 
 NAN, INF = math.nan, math.inf
-AUDITORS = [EvalModeDetector, NoDropoutDetector, DecayOnNormDetector, NoDecayDetector, MissingParamsDetector,
-            FrozenParamsDetector]
+AUDITORS = [
+    EvalModeDetector,
+    NoDropoutDetector,
+    DecayOnNormDetector,
+    NoDecayDetector,
+    MissingParamsDetector,
+    FrozenParamsDetector,
+]
 
 
 def audit(**kwargs):
@@ -57,8 +63,17 @@ def test_under_any(name, prefixes, inside):
 
 @pytest.mark.parametrize(
     ("name", "decoupled"),
-    [("AdamW", True), ("adamw_torch_fused", True), ("PagedAdamW32bit", True), ("Lion", True), ("LAMB", True),
-     ("SGDW", True), ("Adam", False), ("SGD", False), ("Adafactor", False)],
+    [
+        ("AdamW", True),
+        ("adamw_torch_fused", True),
+        ("PagedAdamW32bit", True),
+        ("Lion", True),
+        ("LAMB", True),
+        ("SGDW", True),
+        ("Adam", False),
+        ("SGD", False),
+        ("Adafactor", False),
+    ],
 )
 def test_is_decoupled_decay(name, decoupled):
     assert is_decoupled_decay(name) is decoupled
@@ -164,8 +179,10 @@ def test_missing_params():
         "2 trainable parameters are in no optimizer param group, so they never train: `classifier.weight`, "
         "`classifier.bias`."
     )
-    assert found.evidence == {"parameters": {"count": 2, "names": ["classifier.weight", "classifier.bias"]},
-                              "trainable_parameters": 201}
+    assert found.evidence == {
+        "parameters": {"count": 2, "names": ["classifier.weight", "classifier.bias"]},
+        "trainable_parameters": 201,
+    }
 
 
 def test_missing_params_evidence_is_capped():
@@ -203,8 +220,14 @@ def test_frozen_params_state_round_trips():
 def test_auditors_reject_step_records_and_read_junk_quietly(cls):
     with pytest.raises(TypeError, match="Expected `record` to be an AuditRecord, but got StepRecord"):
         cls().update(StepRecord(step=1, epoch=0))
-    junk = audit(dropout_probabilities={"a": INF}, weight_decays={"g": NAN}, optimizer_names=["AdamW"],
-                 initial_lrs=[NAN], base_lrs=[INF], pretrained=True)
+    junk = audit(
+        dropout_probabilities={"a": INF},
+        weight_decays={"g": NAN},
+        optimizer_names=["AdamW"],
+        initial_lrs=[NAN],
+        base_lrs=[INF],
+        pretrained=True,
+    )
     assert cls().update(junk) is None
 
 
@@ -228,14 +251,24 @@ T = list(range(0, 2000, 50))
         ([10.0 + 0.002 * t for t in T], False),  # linear but only +39%
         ([10.0 * (1 + 1.5 * (1 - math.exp(-t / 300))) for t in T], False),  # +150%, then flat
         ([10.0 * (1 + 0.5 * math.log1p(t / 50)) for t in T], False),  # log growth: slowing
-        # Random-walk growth (Adam at too high a rate, no decay) is square-root shaped: 4.5x, recent half +36%.
+        # Random-walk growth (Adam at too high a rate, no decay) is square-root shaped: 4.5x, recent +36%.
         ([10.0 * math.sqrt(1 + t / 100) for t in T], True),
         ([10.0 * math.sqrt(1 + t / 2000) for t in T], False),  # the same shape, but only +40% in all
         ([10.0] * 20 + [10.0 + 0.02 * (t - 1000) for t in T[20:]], True),  # flat, then a runaway
         ([10.0] * 40, False),
         ([10.0 - 0.001 * t for t in T], False),
     ],
-    ids=["linear", "linear-small", "plateau", "log", "sqrt", "sqrt-small", "late-runaway", "flat", "shrinking"],
+    ids=[
+        "linear",
+        "linear-small",
+        "plateau",
+        "log",
+        "sqrt",
+        "sqrt-small",
+        "late-runaway",
+        "flat",
+        "shrinking",
+    ],
 )
 def test_growth_verdict_table(values, runaway):
     assert growth_verdict(T, values).runaway is runaway
@@ -271,14 +304,20 @@ def test_weight_growth_waits_for_points_and_steps():
     found = ss.findings_of(WeightGrowthDetector(), norms(steep))
     # 16 records at 50 steps span only 750 steps: the first judged record is the 17th (step 800).
     assert [i for i, f in enumerate(found) if f][0] == 16
-    dense = ss.findings_of(WeightGrowthDetector(), norms([10.0 * (1 + 0.1 * i) for i in range(200)], every=10))
+    dense = ss.findings_of(
+        WeightGrowthDetector(), norms([10.0 * (1 + 0.1 * i) for i in range(200)], every=10)
+    )
     assert [i for i, f in enumerate(dense) if f][0] == 80  # 800 steps at 10-step logging
     slow = [10.0 * (1 + 0.004 * i) for i in range(100)]  # steady, but +40% over 5000 steps
     assert not any(ss.findings_of(WeightGrowthDetector(), norms(slow)))
 
 
 def test_weight_growth_message_and_evidence():
-    found = [f for f in ss.findings_of(WeightGrowthDetector(), norms([10.0 * (1 + 0.05 * i) for i in range(40)])) if f]
+    found = [
+        f
+        for f in ss.findings_of(WeightGrowthDetector(), norms([10.0 * (1 + 0.05 * i) for i in range(40)]))
+        if f
+    ]
     last = found[-1]
     assert last.code == "FW-REG-WEIGHT-GROWTH" and last.severity is Severity.WARNING
     assert last.evidence["growth"] == pytest.approx(1.95) and last.evidence["first_norm"] == 10.0
@@ -316,7 +355,11 @@ def test_weight_growth_state_round_trips(split):
     ("kwargs", "error", "match"),
     [
         ({"min_points": 5}, ValueError, "Expected `min_points` to be an int of at least 6, but got 5"),
-        ({"max_points": 10}, ValueError, r"Expected `max_points` to be at least `min_points` \(16\), but got 10"),
+        (
+            {"max_points": 10},
+            ValueError,
+            r"Expected `max_points` to be at least `min_points` \(16\), but got 10",
+        ),
         ({"min_growth": 0.0}, ValueError, "Expected `min_growth` to be a positive float, but got 0.0"),
         ({"min_recent_growth": -0.3}, ValueError, "Expected `min_recent_growth` to be a positive float"),
         ({"slowdown": 2.0}, ValueError, r"Expected `slowdown` to be a float in \[0, 1\], but got 2.0"),
@@ -338,7 +381,8 @@ def test_weight_growth_rejects_audit_records():
 
 
 @pytest.mark.parametrize(
-    "series", [ss.DIGITS_ADAM_1E_3, ss.DIGITS_ADAM_1E_3_LONG, ss.DIGITS_SGD_1E_1, ss.DIGITS_ADAM_1E_6],
+    "series",
+    [ss.DIGITS_ADAM_1E_3, ss.DIGITS_ADAM_1E_3_LONG, ss.DIGITS_SGD_1E_1, ss.DIGITS_ADAM_1E_6],
     ids=["adam-1e-3", "adam-1e-3-long", "sgd-0.1", "adam-1e-6"],
 )
 def test_weight_growth_quiet_on_measured_runs_that_level_off(series):
@@ -354,7 +398,11 @@ def test_weight_growth_flags_the_measured_runaway():
 @pytest.mark.parametrize("log_every", [50, 10])
 def test_weight_growth_no_false_alarm_on_simulated_healthy_runs(log_every):
     seeds = range(150) if log_every == 50 else range(60)
-    fired = [s for s in seeds if any(ss.findings_of(WeightGrowthDetector(), ss.healthy_records(s, log_every=log_every)))]
+    fired = [
+        s
+        for s in seeds
+        if any(ss.findings_of(WeightGrowthDetector(), ss.healthy_records(s, log_every=log_every)))
+    ]
     assert fired == []
 
 
@@ -363,7 +411,9 @@ def test_weight_growth_detects_simulated_runaways():
     for seed in range(100):
         rng = random.Random(seed)
         run = ss.with_runaway_norm(
-            ss.seeded_run(1000 + seed), onset=int(3000 * rng.uniform(0.0, 0.5)), total_growth=rng.uniform(1.0, 3.0)
+            ss.seeded_run(1000 + seed),
+            onset=int(3000 * rng.uniform(0.0, 0.5)),
+            total_growth=rng.uniform(1.0, 3.0),
         )
         step, _ = ss.first_finding(WeightGrowthDetector(), ss.to_records(run))
         found += step is not None

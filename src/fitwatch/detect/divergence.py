@@ -86,12 +86,16 @@ class DivergenceDetector(Detector):
     name = "divergence"
     record_types = (StepRecord, EvalRecord)
 
-    def __init__(self, *, factor: float = 4.0, alpha: float = 0.1, grad_records: int = 3, grad_steps: int = 100) -> None:
+    def __init__(
+        self, *, factor: float = 4.0, alpha: float = 0.1, grad_records: int = 3, grad_steps: int = 100
+    ) -> None:
         self.factor = v.check_positive_float("factor", factor)
         if self.factor <= 1.0:
             raise ValueError(f"Expected `factor` to be a float greater than 1, but got {factor!r}.")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise TypeError(f"Expected `alpha` to be a float in (0, 1], but got {type(alpha).__name__} {alpha!r}.")
+            raise TypeError(
+                f"Expected `alpha` to be a float in (0, 1], but got {type(alpha).__name__} {alpha!r}."
+            )
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"Expected `alpha` to be a float in (0, 1], but got {alpha!r}.")
         self.alpha = float(alpha)
@@ -127,7 +131,9 @@ class DivergenceDetector(Detector):
         return self._update_step(record)
 
     def _update_step(self, record: StepRecord) -> Finding | None:
-        span = record.step - self.previous_step if self.previous_step is not None else max(len(record.losses), 1)
+        span = (
+            record.step - self.previous_step if self.previous_step is not None else max(len(record.losses), 1)
+        )
         self.previous_step = record.step
         counts = {str(k): nonfinite_count(n) for k, n in record.nonfinite.items()}
         nan_losses = sum(1 for x in record.losses if _finite(x) is None)
@@ -184,7 +190,9 @@ class DivergenceDetector(Detector):
         if self.first_nonfinite_step is None:
             self.first_nonfinite_step = step
 
-    def _nonfinite_finding(self, record: StepRecord | EvalRecord, found: dict[str, int], scope: str) -> Finding:
+    def _nonfinite_finding(
+        self, record: StepRecord | EvalRecord, found: dict[str, int], scope: str
+    ) -> Finding:
         where = ", ".join(f"{kind} ({n})" for kind, n in found.items())
         since = (
             f"; the first appeared by step {self.first_nonfinite_step}"
@@ -204,16 +212,21 @@ class DivergenceDetector(Detector):
             "first_nonfinite_step": self.first_nonfinite_step,
         }
         return Finding(
-            code="FW-DIVERGENCE", severity=Severity.CRITICAL, step=record.step, epoch=record.epoch,
-            message=message, evidence=evidence,
+            code="FW-DIVERGENCE",
+            severity=Severity.CRITICAL,
+            step=record.step,
+            epoch=record.epoch,
+            message=message,
+            evidence=evidence,
         )
 
     def _explosion_finding(self, record: StepRecord, level: float, step: int) -> Finding:
         best = self.best if self.best is not None else math.nan
         ratio = level / best
         message = (
-            f"The smoothed training loss reached {level:.3g} at step {step}, {ratio:.1f}x its best of {best:.3g} "
-            f"(step {self.best_step}) and above its starting level of {self.initial:.3g}: the loss is exploding."
+            f"The smoothed training loss reached {level:.3g} at step {step}, {ratio:.1f}x its best of "
+            f"{best:.3g} (step {self.best_step}) and above its starting level of {self.initial:.3g}: "
+            f"the loss is exploding."
         )
         evidence = {
             "loss_ema": _g(level),
@@ -224,6 +237,10 @@ class DivergenceDetector(Detector):
             "factor": self.factor,
         }
         return Finding(
-            code="FW-DIVERGENCE", severity=Severity.CRITICAL, step=record.step, epoch=record.epoch,
-            message=message, evidence=evidence,
+            code="FW-DIVERGENCE",
+            severity=Severity.CRITICAL,
+            step=record.step,
+            epoch=record.epoch,
+            message=message,
+            evidence=evidence,
         )

@@ -185,7 +185,7 @@ class UpdateRatioDetector(Detector):
         self.previous_lr: float | None = None
         self.diagnostics = 0
         # The last `patience` judged diagnostic records, each [step, median ratio, median ratio rescaled to
-        # the peak lr, highest block, its ratio, lowest block, its ratio, lr]. Lists, not deques: state is JSON.
+        # the peak lr, highest block, its ratio, lowest block, its ratio, lr]. A list, as state is JSON.
         self.judged: list[list] = []
 
     def update(self, record: Record) -> Finding | None:
@@ -214,7 +214,9 @@ class UpdateRatioDetector(Detector):
         if not math.isfinite(typical * scale):
             return None  # absurd magnitudes: nothing to judge, and the state stays strict JSON
         applied = lr if math.isfinite(lr) else None
-        self.judged.append([record.step, typical, typical * scale, top, ratios[top], bottom, ratios[bottom], applied])
+        self.judged.append(
+            [record.step, typical, typical * scale, top, ratios[top], bottom, ratios[bottom], applied]
+        )
         del self.judged[: -self.patience]
         if len(self.judged) < self.patience:
             return None
@@ -224,7 +226,9 @@ class UpdateRatioDetector(Detector):
             return self._finding(record, "FW-LR-TOO-HIGH", raw, len(ratios))
         # All-zero ratios (nothing moves at a positive lr) have no geometric mean: the lowest possible ratio.
         if (math.isfinite(at_peak) and at_peak < self.low) or all(j[2] == 0 for j in self.judged):
-            return self._finding(record, "FW-LR-TOO-LOW", 0.0 if math.isnan(at_peak) else at_peak, len(ratios))
+            return self._finding(
+                record, "FW-LR-TOO-LOW", 0.0 if math.isnan(at_peak) else at_peak, len(ratios)
+            )
         return None
 
     def _finding(self, record: StepRecord, code: str, typical: float, n_blocks: int) -> Finding:
@@ -235,9 +239,10 @@ class UpdateRatioDetector(Detector):
         if code == "FW-LR-TOO-HIGH":
             factor = typical / RULE_OF_THUMB_RATIO
             message = (
-                f"Each step changes the weights by {typical:.1e} of their norm (median over {n_blocks} blocks, "
-                f"steps {first_step}-{step0}){lr_text}, {factor:.0f}x the ~1e-3 rule of thumb; block "
-                f"`{worst}` moves {worst_ratio:.1e}. The learning rate looks too high by about {factor:.0f}x."
+                f"Each step changes the weights by {typical:.1e} of their norm (median over {n_blocks} "
+                f"blocks, steps {first_step}-{step0}){lr_text}, {factor:.0f}x the ~1e-3 rule of thumb; "
+                f"block `{worst}` moves {worst_ratio:.1e}. The learning rate looks too high by about "
+                f"{factor:.0f}x."
             )
         else:
             factor = RULE_OF_THUMB_RATIO / typical if typical > 0 else math.inf
@@ -245,8 +250,8 @@ class UpdateRatioDetector(Detector):
             message = (
                 f"Each step changes the weights by only {typical:.1e} of their norm (median over {n_blocks} "
                 f"blocks, steps {first_step}-{step0}, rescaled to the peak learning rate){lr_text}, {shown} "
-                f"the ~1e-3 rule of thumb (block `{worst}`: {worst_ratio:.1e}): training barely moves the weights. "
-                f"The learning rate looks too low."
+                f"the ~1e-3 rule of thumb (block `{worst}`: {worst_ratio:.1e}): training barely moves the "
+                f"weights. The learning rate looks too low."
             )
         evidence = {
             "median_update_ratio": _g(typical),
@@ -262,8 +267,12 @@ class UpdateRatioDetector(Detector):
             "factor": _g(factor),
         }
         return Finding(
-            code=code, severity=Severity.WARNING, step=record.step, epoch=record.epoch,
-            message=message, evidence=evidence,
+            code=code,
+            severity=Severity.WARNING,
+            step=record.step,
+            epoch=record.epoch,
+            message=message,
+            evidence=evidence,
         )
 
 
@@ -436,8 +445,12 @@ class LossSpikeDetector(Detector):
             "ongoing": ongoing,
         }
         return Finding(
-            code="FW-LOSS-SPIKES", severity=Severity.WARNING, step=record.step, epoch=record.epoch,
-            message=message, evidence=evidence,
+            code="FW-LOSS-SPIKES",
+            severity=Severity.WARNING,
+            step=record.step,
+            epoch=record.epoch,
+            message=message,
+            evidence=evidence,
         )
 
 
@@ -471,7 +484,9 @@ class WarmupDetector(Detector):
     name = "warmup"
     record_types = (AuditRecord,)
 
-    def __init__(self, *, adaptive_lr: float = 1e-4, sgd_lr: float = 0.1, no_warmup_fraction: float = 0.5) -> None:
+    def __init__(
+        self, *, adaptive_lr: float = 1e-4, sgd_lr: float = 0.1, no_warmup_fraction: float = 0.5
+    ) -> None:
         self.adaptive_lr = v.check_positive_float("adaptive_lr", adaptive_lr)
         self.sgd_lr = v.check_positive_float("sgd_lr", sgd_lr)
         self.no_warmup_fraction = v.check_fraction("no_warmup_fraction", no_warmup_fraction)
@@ -499,7 +514,7 @@ class WarmupDetector(Detector):
         base = [float(x) if _finite_non_negative(x) else math.nan for x in record.base_lrs] or list(initial)
         flagged = [
             (i, lr, b)
-            for i, (lr, b) in enumerate(zip(initial, base))
+            for i, (lr, b) in enumerate(zip(initial, base, strict=False))  # base may be shorter
             if lr >= threshold and b > 0 and lr >= self.no_warmup_fraction * b
         ]
         if not flagged:
@@ -520,6 +535,10 @@ class WarmupDetector(Detector):
             "optimizers": list(dict.fromkeys(str(n) for n in record.optimizer_names)),
         }
         return Finding(
-            code="FW-LR-NO-WARMUP", severity=Severity.WARNING, step=record.step, epoch=record.epoch,
-            message=message, evidence=evidence,
+            code="FW-LR-NO-WARMUP",
+            severity=Severity.WARNING,
+            step=record.step,
+            epoch=record.epoch,
+            message=message,
+            evidence=evidence,
         )

@@ -4,18 +4,18 @@ One detector per code, each over :class:`~fitwatch.detect.records.AuditRecord` (
 time to time) except the last, which reads the weight norm of every
 :class:`~fitwatch.detect.records.StepRecord`:
 
-============================  ========================  =========  ==============================================
-detector (``name``)           code                      severity   fires when
-============================  ========================  =========  ==============================================
-``eval_mode``                 FW-REG-EVAL-MODE          WARNING    dropout/norm modules in eval mode while training,
-                                                                   outside a deliberately frozen backbone
-``dropout``                   FW-REG-NO-DROPOUT         INFO       dropout modules exist and every one has p = 0
-``decay_on_norm``             FW-REG-DECAY-ON-NORM      INFO       weight decay on normalization weights or biases
-``no_decay``                  FW-REG-NO-DECAY           INFO       a decoupled-decay optimizer with decay 0 everywhere
-``missing_params``            FW-REG-MISSING-PARAMS     WARNING    ``requires_grad`` parameters in no param group
-``frozen_params``             FW-REG-FROZEN-PARAMS      WARNING    trainable parameters unchanged since fit start
-``weight_growth``             FW-REG-WEIGHT-GROWTH      WARNING    the global weight norm grows without leveling off
-============================  ========================  =========  ==============================================
+==================  =====================  ========  ==================================================
+``name``            code                   severity  fires when
+==================  =====================  ========  ==================================================
+``eval_mode``       FW-REG-EVAL-MODE       WARNING   dropout/norm modules in eval mode while training,
+                                                     outside a deliberately frozen backbone
+``dropout``         FW-REG-NO-DROPOUT      INFO      dropout modules exist and every one has p = 0
+``decay_on_norm``   FW-REG-DECAY-ON-NORM   INFO      weight decay on normalization weights or biases
+``no_decay``        FW-REG-NO-DECAY        INFO      a decoupled-decay optimizer at decay 0 everywhere
+``missing_params``  FW-REG-MISSING-PARAMS  WARNING   ``requires_grad`` parameters in no param group
+``frozen_params``   FW-REG-FROZEN-PARAMS   WARNING   trainable parameters unchanged since fit start
+``weight_growth``   FW-REG-WEIGHT-GROWTH   WARNING   the global weight norm grows without leveling off
+==================  =====================  ========  ==================================================
 
 Decay on norms and biases and no decay at all are INFO: common and mild. BERT's reference optimizer
 excludes LayerNorm and bias parameters from weight decay (Devlin et al. 2019, ``optimization.py``), as do
@@ -91,7 +91,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _g(x: float, digits: int = 4) -> float | None:
-    """A number for evidence: ``digits`` significant digits, ``None`` unless finite (evidence is strict JSON)."""
+    """A number for evidence: ``digits`` significant digits; ``None`` unless finite (strict JSON)."""
     return float(f"{x:.{digits}g}") if math.isfinite(x) else None
 
 
@@ -118,8 +118,12 @@ class _AuditDetector(Detector):
             return None
         message, evidence = found
         return Finding(
-            code=self.code, severity=self.severity, step=record.step, epoch=record.epoch,
-            message=message, evidence=evidence,
+            code=self.code,
+            severity=self.severity,
+            step=record.step,
+            epoch=record.epoch,
+            message=message,
+            evidence=evidence,
         )
 
     def check(self, record: AuditRecord) -> tuple[str, dict[str, object]] | None:
@@ -145,9 +149,10 @@ class EvalModeDetector(_AuditDetector):
             return None
         shown, evidence = _names(unexpected)
         whole = " (the whole model: model.training is False)" if not record.model_training else ""
+        verb = "is" if len(unexpected) == 1 else "are"
         message = (
-            f"{_plural(len(unexpected), 'dropout/normalization module')} {'is' if len(unexpected) == 1 else 'are'} "
-            f"in eval mode while training{whole}: {shown}. Dropout is off and BatchNorm statistics are frozen there."
+            f"{_plural(len(unexpected), 'dropout/normalization module')} {verb} in eval mode while training"
+            f"{whole}: {shown}. Dropout is off and BatchNorm statistics are frozen there."
         )
         return message, {"modules": evidence, "model_training": bool(record.model_training)}
 
@@ -164,7 +169,9 @@ class NoDropoutDetector(_AuditDetector):
         ps = [p for p in (_finite(x) for x in record.dropout_probabilities.values()) if p is not None]
         if not ps or any(p != 0 for p in ps):
             return None
-        message = f"All {_plural(len(ps), 'dropout module')} of the model have p = 0: it trains without dropout."
+        message = (
+            f"All {_plural(len(ps), 'dropout module')} of the model have p = 0: it trains without dropout."
+        )
         return message, {"dropout_modules": len(ps)}
 
 
@@ -275,8 +282,8 @@ class FrozenParamsDetector(_AuditDetector):
         shown, evidence = _names(frozen)
         verb = "has" if len(frozen) == 1 else "have"
         message = (
-            f"{_plural(len(frozen), 'trainable parameter')} {verb} not changed in {record.step} steps: {shown}. "
-            f"They require gradients and sit in the optimizer, but receive no update."
+            f"{_plural(len(frozen), 'trainable parameter')} {verb} not changed in {record.step} steps: "
+            f"{shown}. They require gradients and sit in the optimizer, but receive no update."
         )
         return message, {"parameters": evidence, "steps": record.step}
 
@@ -329,8 +336,14 @@ def growth_verdict(
     """
     n = min(len(steps), len(values))
     if n < 6 or not values[0] > 0:
-        return GrowthVerdict(growth=math.nan, recent_growth=math.nan, p_increasing=1.0, slope_earlier=math.nan,
-                             slope_recent=math.nan, runaway=False)
+        return GrowthVerdict(
+            growth=math.nan,
+            recent_growth=math.nan,
+            p_increasing=1.0,
+            slope_earlier=math.nan,
+            slope_recent=math.nan,
+            runaway=False,
+        )
     half = n // 2
     xs, ys = list(steps[:n]), list(values[:n])
     earlier = theil_sen_slope(ys[: n - half], xs[: n - half])
@@ -340,7 +353,11 @@ def growth_verdict(
     recent_growth = recent * (xs[-1] - xs[n - half]) / ys[n - half] if ys[n - half] > 0 else math.nan
     steady = recent > 0 and (earlier <= 0 or recent >= slowdown * earlier)
     return GrowthVerdict(
-        growth=growth, recent_growth=recent_growth, p_increasing=p, slope_earlier=earlier, slope_recent=recent,
+        growth=growth,
+        recent_growth=recent_growth,
+        p_increasing=p,
+        slope_earlier=earlier,
+        slope_recent=recent,
         runaway=bool(p < alpha and steady and growth >= min_growth and recent_growth >= min_recent_growth),
     )
 
@@ -428,8 +445,11 @@ class WeightGrowthDetector(Detector):
         if self.seen < self.min_points or series[-1][0] - series[0][0] < self.min_steps:
             return None
         verdict = growth_verdict(
-            [p[0] for p in series], [p[1] for p in series],
-            alpha=self.alpha, slowdown=self.slowdown, min_growth=self.min_growth,
+            [p[0] for p in series],
+            [p[1] for p in series],
+            alpha=self.alpha,
+            slowdown=self.slowdown,
+            min_growth=self.min_growth,
             min_recent_growth=self.min_recent_growth,
         )
         if not verdict.runaway:
@@ -456,6 +476,10 @@ class WeightGrowthDetector(Detector):
             "p_increasing": _g(verdict.p_increasing, 3),
         }
         return Finding(
-            code="FW-REG-WEIGHT-GROWTH", severity=Severity.WARNING, step=record.step, epoch=record.epoch,
-            message=message, evidence=evidence,
+            code="FW-REG-WEIGHT-GROWTH",
+            severity=Severity.WARNING,
+            step=record.step,
+            epoch=record.epoch,
+            message=message,
+            evidence=evidence,
         )
