@@ -485,6 +485,14 @@ def test_warmup_table(kwargs, fires):
     assert (WarmupDetector().update(audit(**kwargs)) is not None) is fires
 
 
+def test_warmup_judges_only_the_fit_start_audit():
+    # After warmup a later audit reads the base rate itself; a resumed run starts mid-schedule.
+    det = WarmupDetector()
+    assert det.update(audit(initial=(0.0,), step=0)) is None
+    assert det.update(audit(initial=(2e-4,), step=500)) is None
+    assert WarmupDetector().update(audit(step=500)) is None
+
+
 def test_warmup_names_the_worst_group():
     found = WarmupDetector().update(audit(initial=(0.0, 3e-4, 2e-4), base=(2e-4, 3e-4, 2e-4), step=0))
     assert found.code == "FW-LR-NO-WARMUP" and found.severity is Severity.WARNING
@@ -519,3 +527,32 @@ def test_junk_never_raises_and_state_stays_strict_json(cls):
         ss.check_survives(cls(), records)
 
     run()
+
+
+# ---------------------------------------------------------------------------------------- configuration
+
+
+def test_registered_under_their_configuration_names():
+    from fitwatch.detect import divergence, regularization
+    from fitwatch.detect.base import DETECTORS, build_detectors
+
+    mine = {
+        "update_ratio": UpdateRatioDetector,
+        "loss_spikes": LossSpikeDetector,
+        "warmup": WarmupDetector,
+        "divergence": divergence.DivergenceDetector,
+        "eval_mode": regularization.EvalModeDetector,
+        "dropout": regularization.NoDropoutDetector,
+        "decay_on_norm": regularization.DecayOnNormDetector,
+        "no_decay": regularization.NoDecayDetector,
+        "missing_params": regularization.MissingParamsDetector,
+        "frozen_params": regularization.FrozenParamsDetector,
+        "weight_growth": regularization.WeightGrowthDetector,
+    }
+    assert {name: DETECTORS[name] for name in mine} == mine
+    built = build_detectors({"update_ratio": {"high": 2e-2}, "loss_spikes": {"enabled": False}})
+    ratio = [d for d in built if isinstance(d, UpdateRatioDetector)]
+    assert len(ratio) == 1 and ratio[0].high == 2e-2
+    assert not any(isinstance(d, LossSpikeDetector) for d in built)
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['args'\] for detector 'dropout'"):
+        build_detectors({"dropout": {"args": 1}})

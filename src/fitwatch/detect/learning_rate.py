@@ -469,6 +469,9 @@ class WarmupDetector(Detector):
     "large" starts. With several optimizers of different families the higher threshold applies, so a
     mixed set-up is never judged by the stricter family.
 
+    Only the audit at step 0 is judged: a later audit reads each group's learning rate as it is then (after
+    a warmup it equals the base rate), and a run resumed mid-schedule has no warmup to miss.
+
     Args:
         adaptive_lr: Smallest "large" learning rate for Adam-family optimizers (default 1e-4).
         sgd_lr: Smallest "large" learning rate for SGD (default 0.1).
@@ -505,7 +508,7 @@ class WarmupDetector(Detector):
     def update(self, record: Record) -> Finding | None:
         _check_record(record, self.record_types)
         assert isinstance(record, AuditRecord)
-        if record.pretrained is not True:
+        if record.step != 0 or record.pretrained is not True:
             return None
         threshold = self.threshold(record.optimizer_names)
         if threshold is None:

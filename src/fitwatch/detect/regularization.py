@@ -110,6 +110,9 @@ class _AuditDetector(Detector):
     code: str
     severity: Severity
 
+    def __init__(self) -> None:
+        """No thresholds: the audit states facts, the check reads them."""
+
     def update(self, record: Record) -> Finding | None:
         if not isinstance(record, AuditRecord):
             raise TypeError(f"Expected `record` to be an AuditRecord, but got {type(record).__name__}.")
