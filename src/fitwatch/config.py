@@ -27,10 +27,74 @@ from typing import Any, Literal, Union
 
 from fitwatch import _validation as v
 
-__all__ = ["FitWatchConfig", "resolve_config"]
+__all__ = ["DataChecksConfig", "FitWatchConfig", "resolve_config"]
 
 Task = Literal["auto", "multiclass", "binary", "multilabel"]
 PerClass = Literal["auto", "all", "worst", "off"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataChecksConfig:
+    """The data checks the callbacks run (see :mod:`fitwatch.data`).
+
+    At fit start (HF: at the first evaluation if the evaluation set is not known before), on a bounded
+    sample of both datasets read with ``dataset[i]`` under a saved-and-restored random state:
+    duplicates between training and validation, label shift, and the time order when ``time_field`` is
+    named. At each evaluation: the most confidently wrong validation samples. Optionally, suspected
+    mislabeled training samples (area under the margin).
+
+    Args:
+        enabled: Run the fit-start checks at all.
+        max_samples: Items read per split (evenly spaced); a finding says when a sample was used.
+        time_budget_s: Wall-clock budget for reading items; what was read by then is checked.
+        duplicates: Exact duplicates (normalised content digest) across the splits.
+        near_duplicates: Also near duplicates of text and token ids (MinHash LSH, Jaccard >= 0.8).
+        field: Field of mapping samples to compare (default: ``input_ids``, ``text``, ... or all non-label fields).
+        label_field: Field holding the label (default: ``labels``/``label``/..., or the second tuple element).
+        time_field: Field holding a timestamp; enables the temporal-split check.
+        temporal_gap: Minimum gap between the last training and the first validation time (same unit).
+        label_shift: Compare class proportions between the splits.
+        fingerprint: Write ``fingerprint.json`` (versions, config and data hashes) in the log directory.
+        confident_mistakes: Show the ``k`` most confidently wrong validation samples at each evaluation
+            (and confidence histograms of correct vs wrong predictions); 0 turns it off.
+        mislabels: Track area under the margin per training sample (needs a ``sample_id`` in the batches).
+    """
+
+    enabled: bool = True
+    max_samples: int = 5000
+    time_budget_s: float = 20.0
+    duplicates: bool = True
+    near_duplicates: bool = True
+    field: str | None = None
+    label_field: str | None = None
+    time_field: str | None = None
+    temporal_gap: float = 0.0
+    label_shift: bool = True
+    fingerprint: bool = True
+    confident_mistakes: int = 10
+    mislabels: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("enabled", "duplicates", "near_duplicates", "label_shift", "fingerprint", "mislabels"):
+            v.check_bool(f"data_checks.{name}", getattr(self, name))
+        v.check_positive_int("data_checks.max_samples", self.max_samples)
+        v.check_positive_float("data_checks.time_budget_s", self.time_budget_s)
+        v.check_non_negative_int("data_checks.confident_mistakes", self.confident_mistakes)
+        for name in ("field", "label_field", "time_field"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"Expected `data_checks.{name}` to be a str or None, but got {value!r}.")
+
+    @classmethod
+    def parse(cls, value: Any, *, source: str = "the config") -> DataChecksConfig:
+        """From a ``DataChecksConfig``, a bool (on with defaults / off) or a mapping of its fields."""
+        if isinstance(value, DataChecksConfig):
+            return value
+        if isinstance(value, bool):
+            return cls(enabled=value)
+        if isinstance(value, Mapping):
+            return _from_mapping(cls, value, source=f"`data_checks` in {source}")
+        raise TypeError(f"Expected `data_checks` to be a bool or a mapping of data-check settings, but got {value!r}.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +134,7 @@ class FitWatchConfig:
         stop_on: Finding codes (``"FW-DIVERGENCE"``) or severities (``"critical"``) that stop training.
             Empty by default: fitwatch never stops a run unless asked to.
         tag_prefix: Prefix for every TensorBoard tag (``"fitwatch/"`` groups them all under one section).
+        data_checks: The data checks (:class:`DataChecksConfig`; ``False`` turns them off).
     """
 
     class_names: tuple[str, ...] | None = None
@@ -92,8 +157,10 @@ class FitWatchConfig:
     findings_file: str | None = "findings.jsonl"
     stop_on: tuple[str, ...] = ()
     tag_prefix: str = ""
+    data_checks: DataChecksConfig = field(default_factory=DataChecksConfig)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "data_checks", DataChecksConfig.parse(self.data_checks))
         if self.class_names is not None:
             if isinstance(self.class_names, str) or not isinstance(self.class_names, Sequence):
                 raise TypeError(
@@ -146,6 +213,7 @@ class FitWatchConfig:
         out = dataclasses.asdict(self)
         out["class_names"] = None if self.class_names is None else list(self.class_names)
         out["stop_on"] = list(self.stop_on)
+        out["data_checks"] = dataclasses.asdict(self.data_checks)
         return out
 
     @classmethod
@@ -156,23 +224,7 @@ class FitWatchConfig:
             ValueError: On a key that is not a field (naming the key and ``source``) or a bad value.
             TypeError: On a value of the wrong type (naming the key and ``source``).
         """
-        if not isinstance(data, Mapping):
-            raise TypeError(f"Expected {source} to hold a mapping of fitwatch settings, but got {type(data).__name__}.")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in fields:
-                raise ValueError(f"Unknown key {key!r} in {source}; expected one of: {', '.join(sorted(fields))}.")
-            if not _matches(value, hints[key]):
-                raise TypeError(
-                    f"Expected {key!r} in {source} to be {_describe(hints[key])}, but got {type(value).__name__} {value!r}."
-                )
-            kwargs[key] = tuple(value) if isinstance(value, list) else value
-        try:
-            return cls(**kwargs)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{err} (in {source})") from None
+        return _from_mapping(cls, data, source=source)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], *, section: str | None = None) -> FitWatchConfig:
@@ -212,6 +264,29 @@ def resolve_config(config: FitWatchConfig | Mapping[str, Any] | str | os.PathLik
         )
     changes = {k: val for k, val in explicit.items() if val is not None}
     return base.replace(**changes) if changes else base
+
+
+def _from_mapping(cls: Any, data: Mapping[str, Any], *, source: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"Expected {source} to hold a mapping of fitwatch settings, but got {type(data).__name__}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ValueError(f"Unknown key {key!r} in {source}; expected one of: {', '.join(sorted(fields))}.")
+        if hints[key] is DataChecksConfig:
+            kwargs[key] = DataChecksConfig.parse(value, source=source)
+            continue
+        if not _matches(value, hints[key]):
+            raise TypeError(
+                f"Expected {key!r} in {source} to be {_describe(hints[key])}, but got {type(value).__name__} {value!r}."
+            )
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{err} (in {source})") from None
 
 
 def _validated_stop_on(stop_on: tuple[Any, ...]) -> tuple[str, ...]:

@@ -110,6 +110,8 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._optimizers: list[torch.optim.Optimizer] = []
         self._training = False
         self._staged: tuple[Tensor, Tensor, Tensor | None] | None = None
+        self._train_dataset: Any = None
+        self._data_checked = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -225,7 +227,8 @@ class FitWatchCallback(TrainerCallback, ExportableState):
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None,
-        optimizer: torch.optim.Optimizer | None = None, **kwargs: Any,
+        optimizer: torch.optim.Optimizer | None = None, train_dataloader: Any = None, eval_dataloader: Any = None,
+        processing_class: Any = None, **kwargs: Any,
     ) -> None:
         self._ensure_hook(model)
         observer = self._observer(model)
@@ -244,6 +247,25 @@ class FitWatchCallback(TrainerCallback, ExportableState):
                 pretrained=looks_pretrained(model),
                 log_every_n_steps=_logging_steps(args, state),
             )
+        self._train_dataset = getattr(train_dataloader, "dataset", None)
+        if state.is_world_process_zero:
+            observer.fingerprint(self.run_dir, model=model, tokenizer=processing_class, train_dataset=self._train_dataset,
+                                 val_dataset=getattr(eval_dataloader, "dataset", None), step=state.global_step)
+        if eval_dataloader is not None:
+            self._check_data(args, state, eval_dataloader, processing_class)
+
+    def _check_data(self, args: TrainingArguments, state: TrainerState, eval_dataloader: Any, processing_class: Any) -> None:
+        if self._data_checked or self.observer is None or eval_dataloader is None:
+            return
+        self._data_checked = True
+        val_set = getattr(eval_dataloader, "dataset", None)
+        sampler = getattr(eval_dataloader, "sampler", None) or getattr(getattr(eval_dataloader, "batch_sampler", None), "sampler", None)
+        in_order = args.world_size == 1 and isinstance(sampler, torch.utils.data.SequentialSampler)
+        decode = getattr(processing_class, "decode", None)
+        if callable(decode) and val_set is not None:
+            self.observer.describe = lambda ref: decode(val_set[ref]["input_ids"], skip_special_tokens=True)
+        self.observer.check_data(self._train_dataset if self._training else None, val_set, step=state.global_step,
+                                 epoch=_epoch(state), val_in_order=in_order)
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> None:
         if self.observer is not None and model is not None:
@@ -269,7 +291,12 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         if not control.should_evaluate:
             self.observer.end_train_epoch(step=state.global_step, epoch=_epoch(state))
 
-    def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_prediction_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, eval_dataloader: Any = None,
+        processing_class: Any = None, **kwargs: Any,
+    ) -> None:
+        if not self._data_checked and self._training:
+            self._check_data(args, state, eval_dataloader, processing_class)  # first evaluation set seen
         if self._staged is not None and self.observer is not None:
             self.observer.eval_batch(*self._staged)
         self._staged = None
@@ -301,12 +328,12 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._training = False
         if self.observer is not None:
             self.observer.flush_step()
-            self.observer.end()
+            self.observer.end(step=state.global_step, epoch=_epoch(state))
             self._sinks_ready = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_hook=None, _hooked=None, _sinks_ready=False, _optimizers=[], _staged=None)
+        state.update(_hook=None, _hooked=None, _sinks_ready=False, _optimizers=[], _staged=None, _train_dataset=None, _data_checked=False)
         return state
 
 

@@ -28,6 +28,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "fitwatch.lightning needs PyTorch Lightning: pip install 'fitwatch[lightning]' (or pip install lightning)."
     ) from err
 from torch import Tensor
+from torch.utils.data import DataLoader, SequentialSampler
 
 from fitwatch.config import FitWatchConfig, resolve_config
 from fitwatch.findings import Finding
@@ -81,6 +82,35 @@ def _target_of(batch: Any) -> Tensor | None:
     return None
 
 
+def _first(loaders: Any) -> Any:
+    if isinstance(loaders, (list, tuple)):
+        return loaders[0] if loaders else None
+    if isinstance(loaders, Mapping):
+        return next(iter(loaders.values()), None)
+    return loaders
+
+
+def _dataset_of(loaders: Any) -> Any:
+    loader = _first(loaders)
+    return loader.dataset if isinstance(loader, DataLoader) else None
+
+
+def _length(dataset: Any) -> int | None:
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
+def _sample_ids(batch: Any) -> Tensor | None:
+    """Per-sample ids for the mislabel tracker: a ``sample_id``/``idx``/``index`` field, or a third tuple element."""
+    if isinstance(batch, Mapping):
+        return next((batch[k] for k in ("sample_id", "idx", "index") if isinstance(batch.get(k), Tensor)), None)
+    if isinstance(batch, (tuple, list)) and len(batch) >= 3 and isinstance(batch[2], Tensor) and not batch[2].is_floating_point():
+        return batch[2]
+    return None
+
+
 class FitWatch(Callback):
     """Logs per-class, calibration, optimizer and gap diagnostics to TensorBoard, and warns when a run
     goes quietly wrong.
@@ -98,6 +128,8 @@ class FitWatch(Callback):
         extract: ``fn(batch, outputs) -> (logits, target)`` (or ``None`` to skip a batch) when the step
             outputs are not a dict with ``logits``.
         on_finding: Called with every new finding (for alerts, custom actions).
+        describe: ``fn(sample) -> str`` showing a validation sample (``val_dataset[i]``) in the
+            confident-mistakes table; the sample's index is shown otherwise.
         log_dir: Where ``findings.jsonl``/``history.json`` go (and the TensorBoard files when the Trainer has
             no ``TensorBoardLogger``); default: the logger's directory, else ``<default_root_dir>/fitwatch``.
     """
@@ -115,6 +147,7 @@ class FitWatch(Callback):
         config: FitWatchConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         extract: Extract | None = None,
         on_finding: Callable[[Finding], Any] | None = None,
+        describe: Callable[[Any], str] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
@@ -131,12 +164,14 @@ class FitWatch(Callback):
         if extract is not None and not callable(extract):
             raise TypeError(f"Expected `extract` to be a callable (batch, outputs) -> (logits, target), but got {extract!r}.")
         self.extract = extract
+        self.describe = describe
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.observer = Observer(self.config, on_finding=on_finding)
         self._sinks_ready = False
         self.run_dir: Path | None = None
         self._last_step = -1
         self._checked: set[str] = set()
+        self._data_checked = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -186,15 +221,37 @@ class FitWatch(Callback):
             pretrained=looks_pretrained(pl_module),
             log_every_n_steps=trainer.log_every_n_steps,
         )
+        train_set = _dataset_of(trainer.train_dataloader)
+        if self.config.data_checks.mislabels:
+            self.observer.track_margins(_length(train_set))
+        if trainer.is_global_zero:
+            self.observer.fingerprint(self.run_dir, model=pl_module, tokenizer=getattr(pl_module, "tokenizer", None),
+                                      train_dataset=train_set, val_dataset=_dataset_of(trainer.val_dataloaders), step=trainer.global_step)
+        self._check_data(trainer)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._setup_sinks(trainer)
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._check_data(trainer)  # the validation set may first be known now (no sanity check)
+
+    def _check_data(self, trainer: pl.Trainer) -> None:
+        val_loader = trainer.val_dataloaders
+        if self._data_checked or val_loader is None:
+            return
+        self._data_checked = True
+        val_set = _dataset_of(val_loader)
+        in_order = trainer.world_size == 1 and isinstance(getattr(_first(val_loader), "sampler", None), SequentialSampler)
+        if self.describe is not None and val_set is not None:
+            describe = self.describe
+            self.observer.describe = lambda ref: describe(val_set[ref])
+        self.observer.check_data(_dataset_of(trainer.train_dataloader), val_set, step=trainer.global_step,
+                                 epoch=trainer.current_epoch, val_in_order=in_order)
 
     # ------------------------------------------------------------------ training
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         pair = self._extract(batch, outputs, "training_step")
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs if isinstance(outputs, Tensor) else None
-        self.observer.train_batch(*(pair or (None, None)), loss)
+        self.observer.train_batch(*(pair or (None, None)), loss, sample_ids=_sample_ids(batch) if self.config.data_checks.mislabels else None)
         if trainer.global_step != self._last_step:  # an optimizer step happened in this batch
             self._last_step = trainer.global_step
             self.observer.after_optimizer_step(pl_module, trainer.global_step, trainer.current_epoch)
@@ -231,7 +288,7 @@ class FitWatch(Callback):
             trainer.should_stop = trainer.should_stop or should_stop
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.observer.end()
+        self.observer.end(step=trainer.global_step, epoch=trainer.current_epoch)
 
     # ------------------------------------------------------------------ extraction
     def _extract(self, batch: Any, outputs: Any, where: str) -> tuple[Tensor, Tensor] | None:
@@ -277,4 +334,5 @@ class FitWatch(Callback):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_sinks_ready"] = False  # writers and files are reopened where the copy runs
+        state["_data_checked"] = False
         return state

@@ -107,6 +107,9 @@ class Monitor:
     def text(self, name: str, text: str, step: int) -> None:
         self.sinks.call("text", name, text, int(step))
 
+    def histogram(self, name: str, edges: Sequence[float], counts: Sequence[int], step: int) -> None:
+        self.sinks.call("histogram", name, edges, counts, int(step))
+
     # ------------------------------------------------------------------ records
     def step(self, record: StepRecord) -> list[Finding]:
         return self._detect(record)

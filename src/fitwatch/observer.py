@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from fitwatch.config import FitWatchConfig
+from fitwatch.data.split_checks import check_splits
 from fitwatch.detect.records import EvalRecord, StepRecord
 from fitwatch.findings import Finding
 from fitwatch.metrics.accumulator import PredictionAccumulator, SplitResult
@@ -104,6 +105,16 @@ class Observer:
         self._train_flushed = True
         self._warned: set[str] = set()
         self._deferred: tuple[nn.Module, int, int | None] | None = None
+        self._accumulator_kwargs = kwargs
+        # Data checks: validation positions of samples duplicated in training (a bool mask on the device),
+        # the clean-subset accumulator, the confident-mistakes table, and the per-sample margin tracker.
+        self._duplicate_mask: Tensor | None = None
+        self.val_clean: PredictionAccumulator | None = None
+        self._val_position = 0
+        self._positions_known = False
+        self.describe: Callable[[int], str] | None = None
+        self._mistakes: Any = None
+        self._margins: Any = None
         #: Compute the gradient norm in ``before_optimizer_step``. An adapter whose framework clips before that
         #: hook turns it off and hands the framework's own pre-clip norm to :meth:`flush_step` instead.
         self.measure_grad_norm = config.grad_norm
@@ -157,7 +168,9 @@ class Observer:
         record = audit_model(model, optimizers, step=step, epoch=epoch, pretrained=pretrained, max_steps=self.max_steps)
         self.monitor.audit(record)
 
-    def train_batch(self, logits: Tensor | None, target: Tensor | None, loss: Tensor | float | None) -> None:
+    def train_batch(
+        self, logits: Tensor | None, target: Tensor | None, loss: Tensor | float | None, sample_ids: Tensor | None = None
+    ) -> None:
         if loss is not None:
             loss_t = torch.as_tensor(loss).detach().float().reshape(-1)[0]
             self._step_loss = loss_t if self._step_loss is None else self._step_loss + loss_t
@@ -165,6 +178,8 @@ class Observer:
         if logits is not None and target is not None and self.config.train_metrics:
             self.train.update(logits, target, loss)
             self._train_flushed = False
+        if self._margins is not None and logits is not None and target is not None and sample_ids is not None:
+            self._margins.update(logits.detach(), target, sample_ids)
 
     def before_optimizer_step(self, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], step: int) -> None:
         if self.is_logging_step(step):
@@ -267,6 +282,23 @@ class Observer:
     # ------------------------------------------------------------------ evaluation
     def eval_batch(self, logits: Tensor, target: Tensor, loss: Tensor | float | None) -> None:
         self.val.update(logits, target, loss)
+        if not (self._positions_known and (self._duplicate_mask is not None or self._mistakes is not None)):
+            return
+        # Validation runs in dataset order (a sequential sampler), so a sample's position is its index.
+        n = target.shape[0]
+        positions = torch.arange(self._val_position, self._val_position + n, device=logits.device)
+        self._val_position += n
+        if self._duplicate_mask is not None and self.val_clean is not None:
+            mask = self._duplicate_mask.to(logits.device)
+            dup = mask[positions.clamp(max=mask.numel() - 1)] & (positions < mask.numel())
+            keep = (~dup).reshape((n,) + (1,) * (target.ndim - 1)).expand_as(target) if self.val.task != "multilabel" else ~dup
+            self.val_clean.update(logits, target, loss, mask=keep)
+        if self._mistakes is not None and self.val.task in ("multiclass", "binary") and target.ndim == 1:
+            flat = logits.detach()
+            if self.val.task == "binary":
+                z = flat.reshape(-1)
+                flat = torch.stack([torch.zeros_like(z), z], dim=1)
+            self._mistakes.update(flat.float(), target.long(), positions)
 
     def end_evaluation(
         self,
@@ -313,6 +345,7 @@ class Observer:
                 audit_model(model, optimizers, step=step, epoch=epoch, fingerprints=self._fingerprints,
                             pretrained=self.pretrained, max_steps=self.max_steps)
             )
+        self._log_data_views(step, names)
         self.val.reset()
         self.train.reset()
         self._train_flushed = True
@@ -330,8 +363,113 @@ class Observer:
         self.train.reset()
         self._train_flushed = True
 
-    def end(self) -> None:
+    def end(self, *, step: int | None = None, epoch: int | None = None) -> None:
+        if self._margins is not None and step is not None:
+            try:
+                finding = self._margins.to_finding(step=step, epoch=epoch)
+            except Exception as err:  # noqa: BLE001
+                self.warn_once("margins", f"fitwatch: the mislabel tracker failed ({type(err).__name__}: {err}); skipped.")
+                finding = None
+            if finding is not None:
+                self.monitor.report(finding)
+                self.monitor.text(tag("data", "mislabel_suspects", prefix=self.config.tag_prefix), finding.message, step)
         self.monitor.close()
+
+    # ------------------------------------------------------------------ data checks
+    def check_data(self, train_dataset: Any, val_dataset: Any, *, step: int, epoch: int | None, val_in_order: bool) -> None:
+        """Run the fit-start data checks (bounded; never raises) and prepare the per-evaluation views.
+
+        Args:
+            train_dataset: The training dataset (read with ``dataset[i]``).
+            val_dataset: The validation dataset.
+            step: Global step for the findings.
+            epoch: Epoch for the findings.
+            val_in_order: Whether validation batches come in dataset order (a sequential sampler, one
+                process); only then can duplicated samples be left out of the clean-subset metrics and
+                confident mistakes be traced back to their index.
+        """
+        checks = self.config.data_checks
+        self._positions_known = val_in_order
+        if checks.confident_mistakes and self._mistakes is None:
+            from fitwatch.data.mistakes import ConfidentMistakes
+
+            self._mistakes = ConfidentMistakes(checks.confident_mistakes, class_names=self.config.class_names,
+                                               ignore_index=self.config.ignore_index if self.config.ignore_index is not None else -100)
+        if not checks.enabled or train_dataset is None or val_dataset is None:
+            return
+        try:
+            result = check_splits(
+                train_dataset, val_dataset, checks, class_names=self.config.class_names,
+                ignore_index=self.config.ignore_index, step=step, epoch=epoch,
+            )
+        except Exception as err:  # noqa: BLE001  (odd datasets never stop training)
+            self.warn_once("data-checks", f"fitwatch: the data checks could not read the datasets ({type(err).__name__}: {err}); skipped.")
+            return
+        prefix = self.config.tag_prefix
+        for finding in result.findings:
+            self.monitor.report(finding)
+        self.monitor.text(tag("data", "report", prefix=prefix), result.report.replace("\n", "  \n"), step)
+        if result.val_sampled is not None and result.val_sampled.size:
+            self.monitor.log({tag("data", "duplicate_fraction", split="val", prefix=prefix): len(result.duplicate_val_indices) / result.val_sampled.size}, step)
+        if result.duplicate_val_indices and val_in_order and result.val_sampled is not None:
+            mask = torch.zeros(result.val_sampled.size, dtype=torch.bool)
+            mask[sorted(result.duplicate_val_indices)] = True
+            self._duplicate_mask = mask
+            self.val_clean = PredictionAccumulator(**self._accumulator_kwargs)
+
+    def fingerprint(self, directory: Any, *, model: nn.Module | None, tokenizer: Any, train_dataset: Any, val_dataset: Any, step: int) -> None:
+        """Write ``fingerprint.json`` (versions, model/tokenizer/config hashes, data sample hashes, git commit)
+        to ``directory`` and a summary to TensorBoard text. Runs on rank zero; never raises."""
+        if not self.config.data_checks.fingerprint or directory is None:
+            return
+        from fitwatch.data.fingerprint import run_fingerprint, write_fingerprint
+        from fitwatch.data.split_checks import fingerprint_items, preserved_rng
+
+        try:
+            n = min(self.config.data_checks.max_samples, 1000)
+            with preserved_rng():
+                fp = run_fingerprint(model=model, tokenizer=tokenizer, train_samples=fingerprint_items(train_dataset, n),
+                                     val_samples=fingerprint_items(val_dataset, n), extra={"fitwatch_config": self.config.to_dict()},
+                                     max_samples=n)
+            path = write_fingerprint(directory, fp)
+        except Exception as err:  # noqa: BLE001
+            self.warn_once("fingerprint", f"fitwatch: could not write the run fingerprint ({type(err).__name__}: {err}); skipped.")
+            return
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(fp.get("versions", {}).items()) if v)
+        self.monitor.text(tag("data", "fingerprint", prefix=self.config.tag_prefix), f"`{path.name}` written.  \n{versions}", step)
+
+    def track_margins(self, num_samples: int | None) -> None:
+        """Start area-under-the-margin tracking (``data_checks.mislabels``) over ``num_samples`` ids."""
+        from fitwatch.data.mislabels import AreaUnderMargin
+
+        self._margins = AreaUnderMargin(num_samples=num_samples)
+
+    def _log_data_views(self, step: int, names: Sequence[str]) -> None:
+        """Clean-subset metrics and the confident-mistakes table of the evaluation that just ended."""
+        prefix = self.config.tag_prefix
+        self._val_position = 0
+        if self.val_clean is not None:
+            self.val_clean.sync()
+            if self.val_clean.initialized:
+                clean = self.val_clean.compute()
+                scalars = {}
+                for section, metrics in (("performance", _PERFORMANCE), ("calibration", _CALIBRATION), ("health", ("samples",))):
+                    for metric in metrics:
+                        value = _with_loss(clean.summary).get(metric)
+                        if value is not None:
+                            scalars[tag(section, metric, split="val_clean", prefix=prefix)] = value
+                self.monitor.log(scalars, step)
+                self.val_clean.reset()
+        if self._mistakes is not None:
+            try:
+                table = self._mistakes.table(describe=self.describe)
+                self.monitor.text(tag("data", "confident_mistakes", split="val", prefix=prefix), table, step)
+                hist = self._mistakes.histograms()
+                for outcome in ("correct", "wrong"):
+                    self.monitor.histogram(tag("data", f"confidence_{outcome}", split="val", prefix=prefix), hist["edges"], hist[outcome], step)
+            except Exception as err:  # noqa: BLE001
+                self.warn_once("mistakes", f"fitwatch: the confident-mistakes table failed ({type(err).__name__}: {err}); skipped.")
+            self._mistakes.reset()
 
     def class_names(self) -> list[str]:
         if self.config.class_names is not None:

@@ -108,8 +108,12 @@ class PredictionAccumulator:
         return self._counts is not None
 
     # ------------------------------------------------------------------ update
-    def update(self, logits: Tensor, target: Tensor, loss: Tensor | float | None = None) -> None:
-        """Add one batch. No host sync, except for shape/range validation on the very first batch."""
+    def update(self, logits: Tensor, target: Tensor, loss: Tensor | float | None = None, *, mask: Tensor | None = None) -> None:
+        """Add one batch. No host sync, except for shape/range validation on the very first batch.
+
+        ``mask`` (boolean, the shape of ``target`` for multiclass/binary, ``[N]`` for multilabel) leaves the
+        rows where it is False out of every number, as if they were never seen.
+        """
         logits = logits.detach()
         target = target.detach()
         if target.device != logits.device:
@@ -129,12 +133,13 @@ class PredictionAccumulator:
             valid_t = ((target2 == 0) | (target2 == 1)).all(dim=1)
             if self.ignore_index is not None:
                 valid_t = valid_t & ~(target2 == self.ignore_index).any(dim=1)
-            weights = finite & valid_t
+            keep = mask.reshape(-1).to(finite.device) if mask is not None else torch.ones_like(finite)
+            weights = finite & valid_t & keep
             logits2 = torch.where(finite.unsqueeze(1), logits2, 0.0)
             target2 = torch.where(weights.unsqueeze(1), target2, torch.zeros_like(target2))
             self._counts.update_multilabel(logits2 > 0, target2, weights)
             self._calibration.update_multilabel(logits2, target2, weights)
-            invalid = (~valid_t & finite).sum()
+            invalid = (~valid_t & finite & keep).sum()
         else:
             if self.task == "binary":
                 z = logits.reshape(-1)
@@ -145,14 +150,15 @@ class PredictionAccumulator:
             finite = torch.isfinite(logits2).all(dim=1)
             ignored = (target1 == self.ignore_index) if self.ignore_index is not None else torch.zeros_like(finite)
             in_range = (target1 >= 0) & (target1 < k)
-            weights = finite & in_range & ~ignored
+            keep = mask.reshape(-1).to(finite.device) if mask is not None else torch.ones_like(finite)
+            weights = finite & in_range & ~ignored & keep
             logits2 = torch.where(finite.unsqueeze(1), logits2, 0.0)
             target1 = torch.where(weights, target1, torch.zeros_like(target1))
             log_probs = torch.log_softmax(logits2, dim=1)
             self._counts.update(log_probs.argmax(dim=1), target1, weights)
             self._calibration.update_multiclass(log_probs, target1, weights, binary=self.task == "binary")
-            invalid = (~in_range & ~ignored & finite).sum()
-        nonfinite = (~finite).sum()
+            invalid = (~in_range & ~ignored & finite & keep).sum()
+        nonfinite = (~finite & keep).sum()
         loss_nonfinite = torch.zeros((), dtype=torch.long, device=logits.device)
         if loss is not None:
             loss_t = torch.as_tensor(loss, device=logits.device).detach().float().reshape(-1)[:1].squeeze(0)

@@ -45,6 +45,9 @@ class Sink:
     def text(self, tag: str, text: str, step: int) -> None:
         """Free text (markdown), such as a data-check report."""
 
+    def histogram(self, tag: str, edges: Sequence[float], counts: Sequence[int], step: int) -> None:
+        """A histogram given as bin ``edges`` (``len(counts) + 1`` values) and ``counts``."""
+
     def flush(self, history: Mapping[str, Sequence[tuple[int, float]]]) -> None:
         """Called after each evaluation and at the end, with the whole scalar history."""
 

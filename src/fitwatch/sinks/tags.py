@@ -5,7 +5,7 @@ Scheme: ``[prefix]<section>/<metric>[/<subject>][/<split>]``
 - ``section`` groups the TensorBoard dashboard: one of :data:`SECTIONS`.
 - ``metric``: ``ece``, ``recall``, ``lr``, ...
 - ``subject``: a class name (per-class), a param group (optimizer) or a parameter block (weights).
-- ``split``: ``train`` or ``val``, last, so the two splits of one metric sit side by side and a
+- ``split``: ``train``, ``val``, or ``val_clean`` (validation without the samples duplicated in training), last, so the two splits of one metric sit side by side and a
   custom-scalars chart can overlay them with one regex.
 
 >>> tag("calibration", "ece", split="val")
@@ -37,7 +37,7 @@ SECTIONS = (
     "findings",  # count of findings, one track per code
     "data",  # data checks (duplicates, label shift, clean-subset metrics)
 )
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "val_clean")
 
 _UNSAFE = re.compile(r"[^\w.\-]+")
 

@@ -120,6 +120,24 @@ class TensorBoardSink(Sink):
     def text(self, tag_name: str, text: str, step: int) -> None:
         self.writer.add_text(tag_name, text, global_step=step)
 
+    def histogram(self, tag_name: str, edges: Sequence[float], counts: Sequence[int], step: int) -> None:
+        total = float(sum(counts))
+        if total == 0:
+            return
+        centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+        nonzero = [i for i, c in enumerate(counts) if c]
+        self.writer.add_histogram_raw(
+            tag_name,
+            min=edges[nonzero[0]],
+            max=edges[nonzero[-1] + 1],
+            num=total,
+            sum=sum(c * x for c, x in zip(counts, centers)),
+            sum_squares=sum(c * x * x for c, x in zip(counts, centers)),
+            bucket_limits=list(edges[1:]),
+            bucket_counts=list(counts),
+            global_step=step,
+        )
+
     def flush(self, history: Mapping[str, Sequence[tuple[int, float]]]) -> None:
         if self._writer is not None:
             self._writer.flush()
