@@ -100,6 +100,7 @@ def test_gradients_alone_must_persist(log_every, grad_records, first_fire):
     if first_fire is not None:
         f = ss.findings_of(DivergenceDetector(), records)[first_fire]
         assert "more than a loss scaler skips" in f.message
+        assert f.evidence["first_nonfinite_step"] == log_every - 1  # where the run of overflows began
         assert found == list(range(first_fire, grad_records))  # until the gradients are finite again
 
 

@@ -112,6 +112,7 @@ class DivergenceDetector(Detector):
         self.previous_step: int | None = None
         self.grad_run_records = 0
         self.grad_run_steps = 0
+        self.grad_run_start: int | None = None
 
     @property
     def initial(self) -> float:
@@ -159,16 +160,23 @@ class DivergenceDetector(Detector):
         hard = {k: n for k, n in counts.items() if n and k != "grad"}
         grads = counts.get("grad", 0)
         if grads and not hard:
+            if not self.grad_run_records:
+                self.grad_run_start = record.step
             self.grad_run_records += 1
             self.grad_run_steps += max(span, 0)
         else:
-            self.grad_run_records, self.grad_run_steps = 0, 0
+            self.grad_run_records, self.grad_run_steps, self.grad_run_start = 0, 0, None
         grads_persist = self.grad_run_records >= self.grad_records and self.grad_run_steps >= self.grad_steps
         found = dict(hard)
         if grads and (hard or grads_persist):
             found["gradients"] = grads
         for kind, n in found.items():
-            self._count(kind, n, record.step)
+            since = (
+                self.grad_run_start
+                if kind == "gradients" and self.grad_run_start is not None
+                else record.step
+            )
+            self._count(kind, n, since)
         if found:
             return self._nonfinite_finding(record, found, "since the previous record in")
         if peak_ratio:
