@@ -1,0 +1,370 @@
+"""What each scalar tag of a run means to the detectors: its *role*.
+
+``fitwatch report`` reads runs that fitwatch did not log. A role names what a series is (the step-level
+training loss, the validation accuracy, the learning rate of one param group) independently of what the
+logger called it. Three sources assign roles, strongest first:
+
+1. ``--map TAG=ROLE`` (``TAG=ROLE:SUBJECT`` for the roles that hold one series per param group, block or
+   class; ``TAG=none`` drops a tag);
+2. fitwatch's own tag scheme (:func:`fitwatch.sinks.tags.parse_tag`), with the tag prefix detected;
+3. the usual names of the Hugging Face Trainer's ``TensorBoardCallback`` and of Lightning's
+   ``self.log`` and ``LearningRateMonitor`` (:data:`KNOWN_TAGS`, :data:`LR_MONITOR`).
+
+>>> roles = assign_roles(["train/loss", "eval/loss", "eval/accuracy", "train/learning_rate", "eval/runtime"])
+>>> roles.tags("val_loss"), roles.tags("lr")
+(['eval/loss'], ['train/learning_rate'])
+>>> roles.unmapped
+[]
+>>> parse_mapping("my/valid_nll=val_nll")
+RoleMapping(tag='my/valid_nll', role='val_nll', subject=None)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from fitwatch.sinks.tags import SECTIONS, parse_tag
+
+__all__ = [
+    "IGNORED_TAGS",
+    "KNOWN_TAGS",
+    "LR_MONITOR",
+    "ROLES",
+    "RoleAssignment",
+    "RoleMapping",
+    "RoleSpec",
+    "assign_roles",
+    "detect_prefix",
+    "parse_mapping",
+]
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """One role: what a series with it means and where the replay puts it.
+
+    Attributes:
+        name: The role's name, as ``--map`` takes it.
+        description: What the series holds (shown by ``fitwatch report --help`` and in docs/report.md).
+        multi: One series per subject (param group, parameter block, class) instead of one per run.
+    """
+
+    name: str
+    description: str
+    multi: bool = False
+
+
+#: Evaluation metrics a role can carry, as ``role suffix -> EvalRecord key`` (see
+#: :mod:`fitwatch.detect.records`); ``f1`` is the macro F1.
+EVAL_METRICS: Mapping[str, str] = {
+    "loss": "loss",
+    "accuracy": "accuracy",
+    "f1": "macro_f1",
+    "weighted_f1": "weighted_f1",
+    "ece": "ece",
+    "mce": "mce",
+    "adaptive_ece": "adaptive_ece",
+    "classwise_ece": "classwise_ece",
+    "ece_chance": "ece_chance",
+    "brier": "brier",
+    "nll": "nll",
+    "samples": "samples",
+    "nonfinite_logits": "nonfinite_logits",
+}
+#: Per-class validation lists a role can carry (``EvalRecord.val_per_class`` keys).
+CLASS_METRICS = ("precision", "recall", "f1", "support", "predicted")
+
+_ROLES: list[RoleSpec] = [
+    RoleSpec(
+        "train_loss",
+        "training loss logged during training (per step, or averaged over each logging "
+        "interval); gives the step records and, averaged since the previous validation, the training loss "
+        "of each evaluation",
+    ),
+    RoleSpec(
+        "train_mean_loss",
+        "training loss averaged over the interval since the previous validation "
+        "(or the epoch), logged at its end; preferred over `train_loss` for the evaluations",
+    ),
+]
+_ROLES += [
+    RoleSpec(f"val_{suffix}", f"validation {key.replace('_', ' ')} at each evaluation")
+    for suffix, key in EVAL_METRICS.items()
+]
+_ROLES += [
+    RoleSpec(
+        f"train_{suffix}",
+        f"training {key.replace('_', ' ')} since the previous validation "
+        "(averaged over the interval when logged per step)",
+    )
+    for suffix, key in EVAL_METRICS.items()
+    if suffix != "loss"
+]
+_ROLES += [
+    RoleSpec(f"class_{metric}", f"validation {metric} of one class (subject: the class name)", multi=True)
+    for metric in CLASS_METRICS
+]
+_ROLES += [
+    RoleSpec("lr", "learning rate of one param group (subject: the group)", multi=True),
+    RoleSpec("grad_norm", "global gradient 2-norm at logging steps"),
+    RoleSpec("weight_norm", "global weight 2-norm at logging steps"),
+    RoleSpec(
+        "update_ratio", "update-to-weight ratio of one parameter block (subject: the block)", multi=True
+    ),
+    RoleSpec("nonfinite_loss_steps", "number of steps with a NaN/inf loss since the previous logging step"),
+    RoleSpec("epoch", "0-based epoch index (Lightning's `epoch`)"),
+    RoleSpec(
+        "epoch_progress",
+        "epochs completed, fractional: 1.0 at the end of the first (the HF Trainer's `train/epoch`)",
+    ),
+    RoleSpec("none", "do not use this tag"),
+]
+#: Every role ``--map`` accepts, by name.
+ROLES: Mapping[str, RoleSpec] = {spec.name: spec for spec in _ROLES}
+
+#: The usual scalar names of the HF Trainer (``rewrite_logs``: ``eval_*`` -> ``eval/*``, the rest ->
+#: ``train/*``) and of Lightning ``self.log`` calls (``_step``/``_epoch`` suffixes from ``on_step`` /
+#: ``on_epoch``), by role; earlier names win when a run has several.
+KNOWN_TAGS: Mapping[str, tuple[str, ...]] = {
+    "train_loss": ("train/loss", "train_loss_step", "train_loss", "train/loss_step", "training_loss", "loss"),
+    "train_mean_loss": ("train_loss_epoch", "train/loss_epoch"),
+    "val_loss": (
+        "eval/loss",
+        "val_loss",
+        "val/loss",
+        "val_loss_epoch",
+        "valid_loss",
+        "validation_loss",
+        "validation/loss",
+    ),
+    "val_accuracy": (
+        "eval/accuracy",
+        "eval/acc",
+        "val_acc",
+        "val_accuracy",
+        "val/acc",
+        "val/accuracy",
+        "val_acc_epoch",
+        "valid_acc",
+        "validation_accuracy",
+    ),
+    "train_accuracy": (
+        "train_acc_epoch",
+        "train_accuracy_epoch",
+        "train_acc",
+        "train_accuracy",
+        "train/acc",
+        "train/accuracy",
+        "train_acc_step",
+    ),
+    "val_f1": (
+        "eval/f1",
+        "eval/macro_f1",
+        "eval/f1_macro",
+        "val_f1",
+        "val_macro_f1",
+        "val/f1",
+        "val/macro_f1",
+        "val_f1_epoch",
+    ),
+    "train_f1": ("train_f1_epoch", "train_f1", "train_macro_f1"),
+    "val_ece": ("eval/ece", "val_ece", "val/ece"),
+    "val_nll": ("eval/nll", "val_nll", "val/nll"),
+    "val_brier": ("eval/brier", "val_brier", "val/brier"),
+    "grad_norm": ("train/grad_norm", "grad_norm", "grad_2.0_norm_total"),
+    "epoch": ("epoch",),
+    "epoch_progress": ("train/epoch",),
+    "lr": ("train/learning_rate", "learning_rate", "lr"),
+}
+#: Lightning's ``LearningRateMonitor``: ``lr-<Optimizer>`` and ``lr-<Optimizer>/<group>`` (its momentum and
+#: weight-decay series end in ``-momentum`` / ``-weight_decay`` and are not learning rates).
+LR_MONITOR = re.compile(r"^lr-(?!.*-(?:momentum|weight_decay)$).+$")
+#: Names that are known and carry nothing the detectors read (timings, throughput, totals, the Trainer's
+#: whole-run mean ``train/train_loss``), so that they are not listed as unrecognised.
+IGNORED_TAGS = re.compile(
+    r"^(?:(?:train|eval|test)/.*(?:runtime|_per_second|total_flos|train_loss)|eval/epoch|hp_metric"
+    r"|lr-.*-(?:momentum|weight_decay)|test/.*|custom_scalars__config__)$"
+)
+
+# fitwatch's own tags, by (section, metric, split): the role they carry.
+_FITWATCH_SPLIT_SECTIONS = ("performance", "calibration", "health")
+_FITWATCH_SINGLE = {
+    ("performance", "step_loss", "train"): "train_loss",
+    ("performance", "loss", "train"): "train_mean_loss",
+    ("health", "nonfinite_loss_steps", None): "nonfinite_loss_steps",
+    ("optimizer", "grad_norm", None): "grad_norm",
+    ("weights", "norm", None): "weight_norm",
+}
+_FITWATCH_MULTI = {("optimizer", "lr"): "lr", ("weights", "update_ratio"): "update_ratio"}
+_SUFFIX_OF_KEY = {key: suffix for suffix, key in EVAL_METRICS.items()}
+
+
+class RoleMapping(NamedTuple):
+    """One ``--map`` entry: ``tag`` carries ``role`` (for ``subject`` when the role is per subject)."""
+
+    tag: str
+    role: str
+    subject: str | None
+
+
+def parse_mapping(text: str) -> RoleMapping:
+    """Parse one ``TAG=ROLE`` or ``TAG=ROLE:SUBJECT`` (the last ``=`` separates; tags may hold one).
+
+    Raises:
+        ValueError: If ``text`` has no ``=``, an empty tag, an unknown role, or a subject on a role that has
+            none.
+
+    >>> parse_mapping("lr-AdamW/head=lr:head")
+    RoleMapping(tag='lr-AdamW/head', role='lr', subject='head')
+    >>> parse_mapping("val_acc")
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected `--map` to be TAG=ROLE, but got 'val_acc'.
+    """
+    if "=" not in text:
+        raise ValueError(f"Expected `--map` to be TAG=ROLE, but got {text!r}.")
+    tag, _, role = text.rpartition("=")
+    tag, role = tag.strip(), role.strip()
+    if not tag:
+        raise ValueError(f"Expected `--map` to name a tag before '=', but got {text!r}.")
+    role, sep, subject = role.partition(":")
+    if role not in ROLES:
+        raise ValueError(f"Expected a role in `--map` ({', '.join(ROLES)}), but got {role!r} in {text!r}.")
+    if sep and not ROLES[role].multi:
+        multi = ", ".join(r for r, s in ROLES.items() if s.multi)
+        raise ValueError(
+            f"Expected a subject after ':' only for the roles {multi}, "
+            f"but got {text!r} for the role {role!r}."
+        )
+    if sep and not subject:
+        raise ValueError(f"Expected a subject after ':' in `--map`, but got {text!r}.")
+    return RoleMapping(tag, role, subject or None)
+
+
+def detect_prefix(tags: Iterable[str]) -> str:
+    """The tag prefix (``FitWatchConfig.tag_prefix``) under which the most fitwatch tags parse.
+
+    >>> detect_prefix(["fw/performance/loss/val", "fw/calibration/ece/val", "val_loss"])
+    'fw/'
+    >>> detect_prefix(["performance/loss/val", "eval/loss"])
+    ''
+    """
+    counts: dict[str, int] = {}
+    for name in tags:
+        parts = name.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if part in SECTIONS:
+                prefix = "/".join(parts[:i]) + ("/" if i else "")
+                if parse_tag(name, prefix) is not None:
+                    counts[prefix] = counts.get(prefix, 0) + 1
+                break
+    if not counts:
+        return ""
+    return max(counts, key=lambda p: (counts[p], p == ""))
+
+
+@dataclass
+class RoleAssignment:
+    """Which tag carries which role in one run.
+
+    Attributes:
+        series: ``role -> {subject: tag}`` (subject ``""`` for the roles with one series).
+        unmapped: Scalar tags that got no role and are not known to carry nothing (candidates for ``--map``).
+        fitwatch: Whether the run has fitwatch's own tags.
+        prefix: fitwatch's tag prefix in this run (``""`` when none or no fitwatch tags).
+    """
+
+    series: dict[str, dict[str, str]] = field(default_factory=dict)
+    unmapped: list[str] = field(default_factory=list)
+    fitwatch: bool = False
+    prefix: str = ""
+
+    def tags(self, role: str) -> list[str]:
+        """The tags carrying ``role`` (one per subject), in assignment order."""
+        return list(self.series.get(role, {}).values())
+
+    def add(self, role: str, tag: str, subject: str | None = None) -> None:
+        self.series.setdefault(role, {})[
+            subject if subject is not None else ("" if not ROLES[role].multi else tag)
+        ] = tag
+
+
+def assign_roles(
+    tags: Sequence[str], mappings: Iterable[RoleMapping] = (), *, prefix: str | None = None
+) -> RoleAssignment:
+    """Give each scalar tag of a run its role (see the module docstring for the precedence).
+
+    Args:
+        tags: The run's scalar tags, in the order they first appear (per-class lists follow it).
+        mappings: ``--map`` entries; those naming a tag the run does not have are ignored here.
+        prefix: fitwatch's tag prefix; detected when ``None``.
+
+    Returns:
+        The assignment. A single-series role gets at most one tag: an explicit mapping, else a fitwatch tag,
+        else the first name of :data:`KNOWN_TAGS` present.
+    """
+    present = list(dict.fromkeys(tags))
+    out = RoleAssignment()
+    used: set[str] = set()
+    for m in mappings:
+        if m.tag in present and m.tag not in used:
+            used.add(m.tag)
+            if m.role != "none":
+                if not ROLES[m.role].multi:
+                    out.series.pop(m.role, None)  # the last explicit mapping of a role wins
+                out.add(m.role, m.tag, m.subject)
+    out.prefix = detect_prefix(present) if prefix is None else prefix
+    for name in present:
+        if name in used:
+            continue
+        parts = parse_tag(name, out.prefix)
+        if parts is None:
+            continue
+        out.fitwatch = True
+        role, subject = _fitwatch_role(parts.section, parts.metric, parts.subject, parts.split)
+        used.add(name)  # every fitwatch tag is accounted for, read or derived (gap, findings, images)
+        if role is None or (not ROLES[role].multi and role in out.series):
+            continue
+        out.add(role, name, subject)
+    for role, candidates in KNOWN_TAGS.items():
+        if role in out.series:
+            continue
+        for name in candidates:
+            if name in present and name not in used:
+                used.add(name)
+                out.add(role, name, "group0" if role == "lr" else None)
+                break
+    if "lr" not in out.series:
+        for name in present:
+            if name not in used and LR_MONITOR.match(name):
+                used.add(name)
+                out.add("lr", name, name[3:])
+    out.unmapped = [
+        n for n in present if n not in used and not IGNORED_TAGS.match(n) and n not in _all_known()
+    ]
+    return out
+
+
+def _all_known() -> set[str]:
+    return {name for names in KNOWN_TAGS.values() for name in names}
+
+
+def _fitwatch_role(
+    section: str, metric: str, subject: str | None, split: str | None
+) -> tuple[str | None, str | None]:
+    """The role of one parsed fitwatch tag, or ``(None, None)`` for tags the replay does not read."""
+    single = _FITWATCH_SINGLE.get((section, metric, split))
+    if single is not None:
+        return single, None
+    if (section, metric) in _FITWATCH_MULTI and subject is not None and split is None:
+        return _FITWATCH_MULTI[(section, metric)], subject
+    if section in _FITWATCH_SPLIT_SECTIONS and subject is None and split is not None:
+        suffix = _SUFFIX_OF_KEY.get(metric)
+        if suffix is not None and not (split == "train" and suffix == "loss"):
+            return f"{split}_{suffix}", None
+    if section == "per_class" and split == "val" and subject is not None and metric in CLASS_METRICS:
+        return f"class_{metric}", subject
+    return None, None
