@@ -205,7 +205,9 @@ def check_mappings(mappings: Sequence[RoleMapping], tags_seen: Iterable[str]) ->
     for m in mappings:
         if m.tag not in seen:
             close = difflib.get_close_matches(m.tag, sorted(seen), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "."
+            names = [repr(c) for c in close]
+            either = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+            hint = f"; did you mean {either}?" if close else "."
             raise ReportInputError(f"--map names the tag {m.tag!r}, which no run has{hint}")
 
 
@@ -235,7 +237,12 @@ def build_report(
     for events in runs:
         roles = assign_roles(list(events.scalars), mappings)
         series = role_series(events.scalars, roles)
-        result = replay(series, detector_settings=detector_settings, gap_window=gap_window)
+        result = replay(
+            series,
+            detector_settings=detector_settings,
+            gap_window=gap_window,
+            epoch_before_step=roles.fitwatch,
+        )
         errors = list(events.unreadable)
         live: list[Finding] = []
         live_first: First = {}

@@ -106,8 +106,15 @@ def _interpolate(points: Points, step: int) -> float | None:
     return v0 + (v1 - v0) * (step - s0) / (s1 - s0)
 
 
-def _epoch(series: Series, step: int) -> int | None:
-    value = _latest(_single(series, "epoch"), step)
+def _epoch(series: Series, step: int, *, before: bool = False) -> int | None:
+    """The 0-based epoch at ``step``, from the ``epoch`` role (else ``epoch_progress``).
+
+    With ``before``, the last point strictly before ``step`` (see :func:`rebuild_records`), falling back to
+    the one at ``step``.
+    """
+    value = _latest(_single(series, "epoch"), step - 1 if before else step)
+    if before and value is None:
+        value = _latest(_single(series, "epoch"), step)
     if value is not None and math.isfinite(value):
         return round(value)
     progress = _latest(_single(series, "epoch_progress"), step)
@@ -150,7 +157,9 @@ def _train_loss(series: Series, after: int | None, step: int) -> float | None:
     return _interpolate(points, step)
 
 
-def _eval_record(series: Series, step: int, after: int | None, last_step: int | None) -> EvalRecord:
+def _eval_record(
+    series: Series, step: int, after: int | None, last_step: int | None, epoch: int | None
+) -> EvalRecord:
     val: dict[str, float] = {}
     train: dict[str, float] = {}
     for suffix, key in EVAL_METRICS.items():
@@ -178,7 +187,7 @@ def _eval_record(series: Series, step: int, after: int | None, last_step: int | 
     _complete_per_class(per_class, val)
     return EvalRecord(
         step=step,
-        epoch=_epoch(series, step),
+        epoch=epoch,
         val=val,
         train=train,
         val_per_class=per_class,
@@ -189,23 +198,40 @@ def _eval_record(series: Series, step: int, after: int | None, last_step: int | 
 
 
 def _complete_per_class(per_class: dict[str, list[float]], val: dict[str, float]) -> None:
-    """Fill what event files lack but the supports and rates determine: the majority-class share, and each
-    class's prediction count where precision is positive (``recall * support / precision``)."""
+    """Fill what event files lack but the logged numbers determine: the majority-class share, and each
+    class's prediction count.
+
+    A class with a true positive has ``predicted = recall * support / precision``. Without one the count is
+    not in its own numbers (precision is 0 both when nothing and when only wrong predictions were made), but
+    in single-label classification every sample gets one prediction, so the counts add up to the number of
+    samples: when the known counts already do, the unknown ones are 0; when one is unknown, it is the rest.
+    Anything still undetermined stays NaN, and the never-predicted check skips that class.
+    """
     support = per_class.get("support")
     if not support:
         return
     finite = [s for s in support if math.isfinite(s)]
-    if finite and sum(finite) > 0 and len(finite) == len(support):
-        val.setdefault("majority_fraction", max(finite) / sum(finite))
+    total = sum(finite)
+    if finite and total > 0 and len(finite) == len(support):
+        val.setdefault("majority_fraction", max(finite) / total)
     precision, recall = per_class.get("precision"), per_class.get("recall")
     if "predicted" in per_class or precision is None or recall is None:
         return
-    # With no true positive the count is unknown (precision is 0 both when nothing and when only wrong
-    # predictions were made), so it stays NaN: the never-predicted check cannot run on such a class.
-    per_class["predicted"] = [
+    predicted = [
         float(round(r * n / p)) if math.isfinite(p) and p > 0 and math.isfinite(r * n) else math.nan
         for p, r, n in zip(precision, recall, support)
     ]
+    unknown = [k for k, x in enumerate(predicted) if math.isnan(x)]
+    samples = val.get("samples")
+    single_label = samples is not None and len(finite) == len(support) and abs(samples - total) < 0.5
+    if unknown and single_label:
+        rest = total - sum(x for x in predicted if not math.isnan(x))
+        if abs(rest) < 0.5:
+            for k in unknown:
+                predicted[k] = 0.0
+        elif len(unknown) == 1 and rest > 0:
+            predicted[unknown[0]] = float(round(rest))
+    per_class["predicted"] = predicted
 
 
 def _lrs(series: Series, step: int) -> list[float]:
@@ -221,7 +247,7 @@ def _progress(step: int, last_step: int | None) -> float | None:
     return min(step / last_step, 1.0) if last_step else None
 
 
-def _step_record(series: Series, step: int, last_step: int | None) -> StepRecord:
+def _step_record(series: Series, step: int, last_step: int | None, epoch: int | None) -> StepRecord:
     loss = _at(_single(series, "train_loss"), step)
     grad_norm = _at(_single(series, "grad_norm"), step)
     nonfinite: dict[str, int] = {}
@@ -237,7 +263,7 @@ def _step_record(series: Series, step: int, last_step: int | None) -> StepRecord
             ratios[block] = value
     return StepRecord(
         step=step,
-        epoch=_epoch(series, step),
+        epoch=epoch,
         losses=[] if loss is None else [loss],
         lr=_lrs(series, step),
         grad_norm=grad_norm,
@@ -248,19 +274,25 @@ def _step_record(series: Series, step: int, last_step: int | None) -> StepRecord
     )
 
 
-def rebuild_records(series: Series) -> list[Record]:
+def rebuild_records(series: Series, *, epoch_before_step: bool = False) -> list[Record]:
     """The step and evaluation records of a run, in the order a live run would produce them.
 
     Args:
         series: ``role -> {subject: [(step, value), ...]}`` with points in step order (:func:`role_series`).
+        epoch_before_step: Read each record's epoch just before its step. Lightning logs its ``epoch`` scalar
+            with the number of optimizer steps done *before* each batch (the first batch of epoch 10 at the
+            step where epoch 9 ended), fitwatch's own tags with the number done *after* it; so on runs with
+            fitwatch tags and Lightning's ``epoch``, the epoch at a record's step is that of the next epoch.
     """
     last_step = _last_step(series)
     records: list[tuple[int, int, Record]] = []
     for step in _step_steps(series):
-        records.append((step, 0, _step_record(series, step, last_step)))
+        epoch = _epoch(series, step, before=epoch_before_step)
+        records.append((step, 0, _step_record(series, step, last_step, epoch)))
     previous: int | None = None
     for step in _eval_steps(series):
-        records.append((step, 1, _eval_record(series, step, previous, last_step)))
+        epoch = _epoch(series, step, before=epoch_before_step)
+        records.append((step, 1, _eval_record(series, step, previous, last_step, epoch)))
         previous = step
     records.sort(key=lambda r: (r[0], r[1]))
     return [r for _, _, r in records]
@@ -292,9 +324,16 @@ def replay(
     *,
     detector_settings: Mapping[str, Mapping[str, Any]] | None = None,
     gap_window: int = 5,
+    epoch_before_step: bool = False,
 ) -> Replay:
     """Feed a run's rebuilt records to a fresh :class:`~fitwatch.monitor.Monitor` with every registered
     detector (configured by ``detector_settings``), without sinks.
+
+    Args:
+        series: The run's role series (:func:`role_series`).
+        detector_settings: Per-detector settings by detector name (``FitWatchConfig.detectors``).
+        gap_window: Evaluations the gap trend looks back over (``FitWatchConfig.gap_window``).
+        epoch_before_step: See :func:`rebuild_records`.
 
     Raises:
         ValueError: If ``detector_settings`` names an unknown detector or setting.
@@ -305,7 +344,7 @@ def replay(
         first.setdefault(finding.key, (finding.step, finding.epoch))
 
     monitor = Monitor(detector_settings=detector_settings, gap_window=gap_window, on_finding=remember)
-    records = rebuild_records(series)
+    records = rebuild_records(series, epoch_before_step=epoch_before_step)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for record in records:

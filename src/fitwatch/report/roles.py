@@ -342,8 +342,11 @@ def assign_roles(
             if name not in used and LR_MONITOR.match(name):
                 used.add(name)
                 out.add("lr", name, name[3:])
+    known = _all_known()
     out.unmapped = [
-        n for n in present if n not in used and not IGNORED_TAGS.match(n) and n not in _all_known()
+        n
+        for n in present
+        if n not in used and n not in known and not IGNORED_TAGS.match(n) and not LR_MONITOR.match(n)
     ]
     return out
 
