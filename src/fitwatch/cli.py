@@ -9,7 +9,8 @@
 Exit status (:data:`EXIT_OK` ... :data:`EXIT_UNREADABLE`): 0 when the report was made and nothing reached
 ``--fail-on``; 1 when a finding did; 2 on a usage error (bad arguments, a path that does not exist or holds no
 event file, a run without ``fingerprint.json`` for ``diff``); 3 when some event file could not be read to
-the end (the report still shows what was read; 1 wins over 3).
+the end (the report still shows what was read; 1 wins over 3). Output cut short by a closed pipe
+(``fitwatch report runs | head``) ends quietly with 141, as a process ended by SIGPIPE.
 
 Heavy modules (TensorBoard's reader, matplotlib, rich) are imported by the subcommand that needs them, so
 ``fitwatch --help`` is instant.
@@ -21,6 +22,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,8 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 #: Some event file could not be read to the end (corrupt or truncated); the report covers what was read.
 EXIT_UNREADABLE = 3
+#: The output pipe was closed by its reader (``| head``): the shell's status for a process ended by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 _SEVERITIES = ("info", "warning", "critical")
 
@@ -236,9 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
     except SystemExit as exit_:  # argparse exits 2 on usage errors and 0 after --help
         return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
-    if args.command == "report":
-        return _report(args)
-    return _diff(args)
+    try:
+        return _report(args) if args.command == "report" else _diff(args)
+    except BrokenPipeError:  # `fitwatch report ... | head`: the reader has gone, which is no error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -74,6 +74,22 @@ EVAL_METRICS: Mapping[str, str] = {
     "samples": "samples",
     "nonfinite_logits": "nonfinite_logits",
 }
+#: What each of those metrics is, for ``--help`` and docs/report.md.
+_METRIC_TEXT = {
+    "loss": "loss",
+    "accuracy": "accuracy",
+    "f1": "macro F1",
+    "weighted_f1": "support-weighted F1",
+    "ece": "expected calibration error (ECE, equal-width bins)",
+    "mce": "maximum calibration error",
+    "adaptive_ece": "adaptive (equal-mass bins) ECE",
+    "classwise_ece": "classwise ECE",
+    "ece_chance": "ECE a perfectly calibrated model shows on this set (its chance level)",
+    "brier": "Brier score",
+    "nll": "negative log-likelihood",
+    "samples": "number of evaluated targets",
+    "nonfinite_logits": "rows with NaN/inf logits",
+}
 #: Per-class validation lists a role can carry (``EvalRecord.val_per_class`` keys).
 CLASS_METRICS = ("precision", "recall", "f1", "support", "predicted")
 
@@ -91,20 +107,25 @@ _ROLES: list[RoleSpec] = [
     ),
 ]
 _ROLES += [
-    RoleSpec(f"val_{suffix}", f"validation {key.replace('_', ' ')} at each evaluation")
-    for suffix, key in EVAL_METRICS.items()
+    RoleSpec(f"val_{suffix}", f"validation {_METRIC_TEXT[suffix]} at each evaluation")
+    for suffix in EVAL_METRICS
 ]
 _ROLES += [
     RoleSpec(
         f"train_{suffix}",
-        f"training {key.replace('_', ' ')} since the previous validation "
+        f"training {_METRIC_TEXT[suffix]} since the previous validation "
         "(averaged over the interval when logged per step)",
     )
-    for suffix, key in EVAL_METRICS.items()
+    for suffix in EVAL_METRICS
     if suffix != "loss"
 ]
 _ROLES += [
-    RoleSpec(f"class_{metric}", f"validation {metric} of one class (subject: the class name)", multi=True)
+    RoleSpec(
+        f"class_{metric}",
+        f"validation {'number of predictions' if metric == 'predicted' else metric} of one class "
+        "(subject: the class name)",
+        multi=True,
+    )
     for metric in CLASS_METRICS
 ]
 _ROLES += [
