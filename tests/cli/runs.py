@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..lightning.digits import X, Y
 
 
-def hf_run(tmp_path: Path, *, overfit: bool) -> Path:
+def hf_run(tmp_path: Path, *, overfit: bool, callbacks: list | None = None) -> Path:
     """A plain HF ``Trainer`` run (tiny BERT from a config, ``report_to=["tensorboard"]``, accuracy and macro
     F1 from ``compute_metrics``); returns its TensorBoard run directory.
 
@@ -59,6 +59,7 @@ def hf_run(tmp_path: Path, *, overfit: bool) -> Path:
         train_dataset=train,
         eval_dataset=val,
         compute_metrics=metrics,
+        callbacks=callbacks,
     )
     trainer.train()
     (run,) = (tmp_path / "runs").iterdir()

@@ -129,16 +129,10 @@ def test_plain_lightning_healthy_run_passes_the_gate(tmp_path):
     assert main(["report", str(run), "--fail-on", "warning"]) == EXIT_OK
 
 
-def test_fitwatch_run_replays_to_the_findings_the_callback_raised_live(tmp_path, capsys):
-    """The issue's "same codes after the fact": every finding the callback raised from the series in the event
-    files comes out of the replay with the same code, severity, steps and epochs."""
-    from fitwatch.lightning import FitWatch
-
-    cb = FitWatch(config={"images": False, "warn": False})
-    run = lightning_run(tmp_path, overfit=True, callbacks=[cb])
+def _assert_replay_equals_live(cb, run):
+    """Every finding the callback raised from the series in the event files comes out of the replay with the
+    same code, subject, severity, steps (first and latest) and epochs; set-up audit findings stay live only."""
     live = {f.key: f for f in cb.findings if f.code not in AUDIT_ONLY}
-    assert {"FW-OVERFIT", "FW-GAP-WIDENING", "FW-CALIBRATION"} <= {code for code, _ in live}
-
     (report,) = build_report([run]).runs
     replayed = {f.key: f for f in report.replay.findings}
     assert set(replayed) == set(live)
@@ -149,9 +143,20 @@ def test_fitwatch_run_replays_to_the_findings_the_callback_raised_live(tmp_path,
         )
     _, first_live, bad = read_live_findings(run / "findings.jsonl")
     assert bad == [] and {k: first_live[k] for k in live} == report.replay.first_raised
-    sources = {r.finding.code: r.sources for r in report.findings}
-    assert all(sources[code] == ("live", "replay") for code, _ in live)
-    assert all(sources[f.code] == ("live",) for f in cb.findings if f.code in AUDIT_ONLY)
+    sources = {r.finding.key: r.sources for r in report.findings}
+    assert all(sources[key] == ("live", "replay") for key in live)
+    assert all(sources[f.key] == ("live",) for f in cb.findings if f.code in AUDIT_ONLY)
+    return live
+
+
+def test_fitwatch_lightning_run_replays_to_the_findings_the_callback_raised_live(tmp_path, capsys):
+    """The issue's "same codes after the fact", on a Lightning run with ``FitWatch``."""
+    from fitwatch.lightning import FitWatch
+
+    cb = FitWatch(config={"images": False, "warn": False})
+    run = lightning_run(tmp_path, overfit=True, callbacks=[cb])
+    live = _assert_replay_equals_live(cb, run)
+    assert {"FW-OVERFIT", "FW-GAP-WIDENING", "FW-CALIBRATION"} <= {code for code, _ in live}
 
     status, document = _json_report(capsys, run, "--html", tmp_path / "fw.html")
     assert status == EXIT_OK
@@ -160,3 +165,14 @@ def test_fitwatch_run_replays_to_the_findings_the_callback_raised_live(tmp_path,
     assert page.figures == ["loss", "accuracy", "gap", "calibration", "per_class", "lr"]
     html = (tmp_path / "fw.html").read_text()
     assert "FW-CALIBRATION" in html.split("data-curve='calibration'")[1].split("</figure>")[0]
+
+
+def test_fitwatch_hf_run_replays_to_the_findings_the_callback_raised_live(tmp_path):
+    """The same on an HF Trainer run with ``FitWatchCallback``: per-class causes included (a never-predicted
+    class, whose prediction count the replay infers from the other classes')."""
+    from fitwatch.hf import FitWatchCallback
+
+    cb = FitWatchCallback(config={"images": False, "warn": False})
+    hf_run(tmp_path, overfit=True, callbacks=[cb])
+    live = _assert_replay_equals_live(cb, cb.run_dir)
+    assert {"FW-OVERFIT", "FW-GAP-WIDENING"} <= {code for code, _ in live}
