@@ -167,12 +167,18 @@ def _png(curve: Curve) -> bytes:
         )
     if curve.log_y:
         ax.set_yscale("log")
+    at_step: dict[int, list[ReportedFinding]] = {}
     for reported in curve.findings:
-        colour = _SEVERITY_COLOUR[SEVERITY_STYLE[reported.finding.severity]]
-        ax.axvline(reported.first_step, color=colour, linestyle=":", linewidth=1.5)
+        at_step.setdefault(reported.first_step, []).append(reported)
+    for step, group in at_step.items():  # one line per step, its codes in one label: no overprinting
+        worst = max(group, key=lambda r: r.finding.severity).finding.severity
+        colour = _SEVERITY_COLOUR[SEVERITY_STYLE[worst]]
+        ax.axvline(step, color=colour, linestyle=":", linewidth=1.5)
         ax.annotate(
-            reported.finding.code,
-            xy=(reported.first_step, 1.0),
+            ", ".join(
+                r.finding.code + (f" ({r.finding.subject})" if r.finding.subject else "") for r in group
+            ),
+            xy=(step, 1.0),
             xycoords=("data", "axes fraction"),
             xytext=(2, -4),
             textcoords="offset points",
