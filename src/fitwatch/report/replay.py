@@ -10,7 +10,8 @@ replay turns the one into the other:
   interval, else ``train_loss`` linearly interpolated at the evaluation step (logging sparser than
   evaluation); other ``train_*`` metrics are averaged over the interval. ``lr`` holds the latest logged
   learning rate of each param group, ``progress`` is ``step / last_step`` (a finished run's last step is its
-  planned length), and ``majority_fraction`` comes from the class supports.
+  planned length); ``majority_fraction`` and each class's prediction count, which event files lack, follow
+  from the logged per-class numbers (:func:`_complete_per_class`).
 - a :class:`~fitwatch.detect.records.StepRecord` at every logging step of the training loss (or of the
   gradient/weight norms): its one logged loss (each logged point stands for the steps since the previous
   one, so step-level detectors see a subsampled series), the learning rates, the norms and update ratios
