@@ -308,13 +308,7 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         observer = self._observer(model)
         self._setup_sinks(args, state)
         observer.flush_step()
-        training = self._training and bool(self._optimizers)
-        observer.end_evaluation(
-            step=state.global_step,
-            epoch=_epoch(state),
-            model=model if training else None,
-            optimizers=self._optimizers if training else (),
-        )
+        observer.end_evaluation(step=state.global_step, epoch=_epoch(state), training=self._training)
         if self.config.stop_on and observer.any_rank(observer.monitor.should_stop):
             control.should_training_stop = True
         return control

@@ -277,15 +277,13 @@ class FitWatch(Callback):
         if trainer.sanity_checking:
             return
         fitting = trainer.state.fn == "fit"
-        self.observer.end_evaluation(
-            step=trainer.global_step,
-            epoch=trainer.current_epoch,
-            model=pl_module if fitting else None,
-            optimizers=trainer.optimizers if fitting else (),
-        )
+        self.observer.end_evaluation(step=trainer.global_step, epoch=trainer.current_epoch, training=fitting)
         if fitting and self.config.stop_on:
             should_stop = trainer.strategy.reduce_boolean_decision(self.observer.monitor.should_stop, all=False)
             trainer.should_stop = trainer.should_stop or should_stop
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.observer.end()  # flush what was seen and close the writers; the exception goes on
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.observer.end(step=trainer.global_step, epoch=trainer.current_epoch)

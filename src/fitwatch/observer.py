@@ -22,6 +22,7 @@ checks) and in ``fit_start``; every other call only enqueues device work.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -54,9 +55,9 @@ __all__ = ["PER_CLASS_AUTO_MAX", "Observer"]
 #: ``per_class_top_k`` worst by validation F1 (the history, images and JSON keep all of them).
 PER_CLASS_AUTO_MAX = 50
 _PERFORMANCE = ("loss", "accuracy", "macro_f1", "weighted_f1")
-_CALIBRATION = ("ece", "mce", "adaptive_ece", "classwise_ece", "ece_chance", "brier", "nll")
+_CALIBRATION = ("ece", "mce", "adaptive_ece", "classwise_ece", "ece_chance", "confidence", "brier", "nll")
 _HEALTH = ("samples", "nonfinite_logits", "invalid_targets", "nonfinite_loss")
-_PER_CLASS = ("precision", "recall", "f1", "support")
+_PER_CLASS = ("precision", "recall", "f1", "support", "predicted")
 
 
 class Observer:
@@ -104,6 +105,9 @@ class Observer:
         self._fingerprints: dict[str, Tensor] | None = None
         self._train_flushed = True
         self._warned: set[str] = set()
+        self._initial_lrs: list[float] = []
+        self._optimizers: list[torch.optim.Optimizer] = []
+        self._audit_due = False
         self._deferred: tuple[nn.Module, int, int | None] | None = None
         self._accumulator_kwargs = kwargs
         # Data checks: validation positions of samples duplicated in training (a bool mask on the device),
@@ -165,8 +169,12 @@ class Observer:
         self.max_steps = max_steps if max_steps and max_steps > 0 else None
         self.pretrained = pretrained
         self._fingerprints = parameter_fingerprints(trainable_parameters(model))
-        record = audit_model(model, optimizers, step=step, epoch=epoch, pretrained=pretrained, max_steps=self.max_steps)
-        self.monitor.audit(record)
+        # The LR each group's first step will apply (schedulers set it at construction): a warmup shows here.
+        self._initial_lrs = [float(g.get("lr", 0.0)) for o in optimizers for g in o.param_groups] if step == 0 else []
+        self._optimizers = list(optimizers)
+        # Audit after the first optimizer step, inside the training loop: frameworks switch the model to
+        # train mode only then (a model from `from_pretrained` is in eval mode until the first training step).
+        self._audit_due = True
 
     def train_batch(
         self, logits: Tensor | None, target: Tensor | None, loss: Tensor | float | None, sample_ids: Tensor | None = None
@@ -206,6 +214,9 @@ class Observer:
             self._step_loss, self._micro_batches = None, 0
         if self._ratios.pending:
             self._pending_ratios = self._ratios.ratios()
+        if self._audit_due and self._optimizers:
+            self._audit_due = False
+            self._audit(model, step, epoch)
         if self.is_logging_step(step - 1):
             self.flush_step()  # a record still waiting from an earlier step goes first
             self._deferred = (model, step, epoch)
@@ -276,6 +287,16 @@ class Observer:
             )
         )
 
+    def _audit(self, model: nn.Module, step: int, epoch: int | None) -> None:
+        record = audit_model(model, self._optimizers, step=step, epoch=epoch, fingerprints=self._fingerprints,
+                             pretrained=self.pretrained, max_steps=self.max_steps)
+        if self._initial_lrs:
+            record = dataclasses.replace(record, initial_lrs=tuple(self._initial_lrs))
+            self._initial_lrs = []
+        else:
+            record = dataclasses.replace(record, initial_lrs=())
+        self.monitor.audit(record)
+
     def progress(self, step: int) -> float | None:
         return min(step / self.max_steps, 1.0) if self.max_steps else None
 
@@ -305,12 +326,12 @@ class Observer:
         *,
         step: int,
         epoch: int | None,
-        model: nn.Module | None = None,
-        optimizers: Sequence[torch.optim.Optimizer] = (),
+        training: bool = True,
     ) -> list[Finding]:
         """Reduce, compute and log validation and training-interval metrics; run the detectors.
 
-        Every rank must call it (the reduction is a collective). Returns the findings of this evaluation.
+        Every rank must call it (the reduction is a collective). ``training=False`` for an evaluation outside
+        ``fit`` (``trainer.validate()``, ``trainer.evaluate()``). Returns the findings of this evaluation.
         """
         self.val.sync()
         self.train.sync()
@@ -336,15 +357,11 @@ class Observer:
                 train=_with_loss(train.summary) if train is not None else {},
                 val_per_class=val.per_class,
                 class_names=names,
-                lr=list(hyperparameters(optimizers)["lr"].values()) if optimizers else [],
+                lr=list(hyperparameters(self._optimizers)["lr"].values()) if training and self._optimizers else [],
                 progress=self.progress(step),
             )
         )
-        if model is not None and optimizers:
-            findings += self.monitor.audit(
-                audit_model(model, optimizers, step=step, epoch=epoch, fingerprints=self._fingerprints,
-                            pretrained=self.pretrained, max_steps=self.max_steps)
-            )
+        self._audit_due = training and bool(self._optimizers)  # re-audit at the next training step, in train mode
         self._log_data_views(step, names)
         self.val.reset()
         self.train.reset()
@@ -510,7 +527,7 @@ class Observer:
     def __getstate__(self) -> dict[str, Any]:
         # References into a live training step (model, snapshots, pending device tensors) are not state.
         state = self.__dict__.copy()
-        state.update(_deferred=None, _pending_ratios={}, _ratios=UpdateRatioTracker(), _grad_norm=None)
+        state.update(_deferred=None, _pending_ratios={}, _ratios=UpdateRatioTracker(), _grad_norm=None, _optimizers=[])
         return state
 
     def state_dict(self) -> dict[str, Any]:

@@ -485,12 +485,13 @@ def test_warmup_table(kwargs, fires):
     assert (WarmupDetector().update(audit(**kwargs)) is not None) is fires
 
 
-def test_warmup_judges_only_the_fit_start_audit():
-    # After warmup a later audit reads the base rate itself; a resumed run starts mid-schedule.
+def test_warmup_judges_only_audits_that_carry_the_first_steps_lr():
+    # The observer fills `initial_lrs` only in the first audit of a run started at step 0; later audits
+    # (after warmup the LR is the base rate itself) and resumed runs (mid-schedule) leave it empty.
     det = WarmupDetector()
-    assert det.update(audit(initial=(0.0,), step=0)) is None
-    assert det.update(audit(initial=(2e-4,), step=500)) is None
-    assert WarmupDetector().update(audit(step=500)) is None
+    assert det.update(audit(initial=(0.0,), step=1)) is None
+    assert det.update(audit(initial=(), step=500)) is None
+    assert WarmupDetector().update(audit(initial=(), step=500)) is None
 
 
 def test_warmup_names_the_worst_group():

@@ -30,7 +30,7 @@ def test_planted_duplicates_are_found_and_clean_metrics_logged(tmp_path, event_t
     val_set = TensorDataset(X[va], Y[va])
     cb = FitWatch(class_names=CLASS_NAMES)
     with pytest.warns(DataLeakageWarning, match="40"):
-        trainer(tmp_path, [cb], max_epochs=2).fit(DigitsMLP(), train, DataLoader(val_set, batch_size=64))
+        trainer(tmp_path, [cb], max_epochs=2).fit(DigitsMLP(lr=5e-3), train, DataLoader(val_set, batch_size=64))
     leak = next(f for f in cb.findings if f.code == "FW-LEAK-DUPLICATES")
     assert leak.evidence["n_val_with_copy"] == 40 and leak.evidence["n_val"] == 200
     assert cb.history["data/duplicate_fraction/val"][0][1] == pytest.approx(40 / 200)

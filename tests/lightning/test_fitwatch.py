@@ -295,11 +295,11 @@ def test_resume_continues_history_without_gaps_or_duplicates(tmp_path):
     train, val = loaders(n_train=256)
     first = FitWatch(class_names=CLASS_NAMES, log_every_n_steps=4)
     t1 = trainer(tmp_path, [first], max_epochs=2, enable_checkpointing=True, logger=False)
-    t1.fit(DigitsMLP(), train, val)
+    t1.fit(DigitsMLP(lr=5e-3), train, val)
     ckpt = t1.checkpoint_callback.best_model_path
     resumed = FitWatch(class_names=CLASS_NAMES, log_every_n_steps=4)
     t2 = trainer(tmp_path / "resumed", [resumed], max_epochs=3, logger=False)
-    t2.fit(DigitsMLP(), train, val, ckpt_path=ckpt)
+    t2.fit(DigitsMLP(lr=5e-3), train, val, ckpt_path=ckpt)
     steps = [s for s, _ in resumed.history["performance/accuracy/val"]]
     assert steps == [8, 16, 24]
     assert resumed.history["performance/accuracy/val"][:2] == first.history["performance/accuracy/val"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -113,7 +114,7 @@ def _jsonable(value: Any) -> Any:
         return {"__state__": value.state_dict()}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, deque)):
         return [_jsonable(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted(_jsonable(v) for v in value)

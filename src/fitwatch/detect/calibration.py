@@ -9,6 +9,8 @@ calibration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from typing import ClassVar
 
 from fitwatch import _validation as v
@@ -37,6 +39,11 @@ WINDOW = 5
 CONFIRMATIONS = 2
 
 
+def _underconfident(val: Mapping[str, float]) -> bool:
+    confidence, accuracy = finite_or_none(val.get("confidence")), finite_or_none(val.get("accuracy"))
+    return confidence is not None and accuracy is not None and confidence < accuracy
+
+
 def _at(epoch: int | None, index: int) -> str:
     return f"epoch {epoch}" if epoch is not None else f"evaluation {index + 1}"
 
@@ -49,7 +56,9 @@ class CalibrationDetector(Detector):
     and at least ``min_ece`` (high); it exceeds the run's best earlier level (the lowest median of three
     consecutive earlier evaluations, so one lucky evaluation does not set the bar) by at least
     ``max(min_rise, rise_factor x ece_chance)``; and its Theil-Sen slope over the last ``window``
-    evaluations is positive (rising). Without ``ece_chance`` only the absolute floors apply.
+    evaluations is positive (rising); and the model is not underconfident (mean confidence below accuracy:
+    normal early in training, and what label smoothing does on purpose). Without ``ece_chance`` only the
+    absolute floors apply.
 
     Args:
         chance_factor: "High" in units of ``ece_chance``.
@@ -112,7 +121,7 @@ class CalibrationDetector(Detector):
             high = ece >= self.min_ece and (chance is None or ece >= self.chance_factor * chance)
             margin = max(self.min_rise, self.rise_factor * chance if chance is not None else 0.0)
             slope = theil_sen_slope(self.ece[-self.window :])  # type: ignore[arg-type]
-            holds = high and ece - earlier[0] >= margin and slope > 0
+            holds = high and ece - earlier[0] >= margin and slope > 0 and not _underconfident(record.val)
         self.streak = self.streak + 1 if holds else 0
         if self.streak < self.confirmations:
             return None

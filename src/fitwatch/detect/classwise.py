@@ -71,6 +71,11 @@ class ClassCollapseDetector(Detector):
     Args:
         min_support: Smallest number of validation samples of a class for it to be judged.
         near_zero: Recall at or below this is near zero.
+        min_progress: Share of the planned training before which nothing is reported (when known).
+        min_evaluations: Evaluations before which nothing is reported when the progress is unknown.
+        others_learned: The mean recall of the other classes (with enough support, not near zero themselves)
+            must reach this for the average to "look healthy": a class at zero among classes still at 0.3 is an
+            undertrained model.
         drop_ratio: Recall at or below this share of its best has fallen far ...
         min_z: ... when the two-proportion z statistic of the fall is at least this.
         confirmations: Consecutive evaluations the condition must hold.
@@ -108,8 +113,14 @@ class ClassCollapseDetector(Detector):
         min_z: float = MIN_Z,
         confirmations: int = CONFIRMATIONS,
         healthy_margin: float = HEALTHY_MARGIN,
+        min_progress: float = 0.2,
+        min_evaluations: int = 3,
+        others_learned: float = 0.5,
     ) -> None:
         self.min_support = v.check_positive_int("min_support", min_support)
+        self.min_progress = v.check_fraction("min_progress", min_progress)
+        self.min_evaluations = v.check_positive_int("min_evaluations", min_evaluations)
+        self.others_learned = v.check_fraction("others_learned", others_learned)
         self.near_zero = v.check_fraction("near_zero", near_zero)
         self.drop_ratio = v.check_fraction("drop_ratio", drop_ratio)
         self.min_z = v.check_positive_float("min_z", min_z)
@@ -129,6 +140,13 @@ class ClassCollapseDetector(Detector):
         names = _names(record, len(values))
         label = _at(record.epoch, self.evaluations - 1)
         healthy = self._aggregate_healthy(record.val)
+        # Early in training a class's recall is not (yet) a collapse: undertrained models learn the easy
+        # classes first and flicker between the others.
+        early = (
+            record.progress < self.min_progress
+            if isinstance(record.progress, (int, float)) and math.isfinite(record.progress)
+            else self.evaluations < self.min_evaluations
+        )
         collapsed: dict[str, dict[str, Any]] = {}
         for k, (name, value) in enumerate(zip(names, values)):
             n = support[k] if k < len(support) else None
@@ -136,7 +154,7 @@ class ClassCollapseDetector(Detector):
                 self.streak[name] = 0
                 continue
             best = self.best.get(name)
-            cause = self._cause(value, n, best)
+            cause = None if early or not self._others_learned(k, values, support) else self._cause(value, n, best)
             never = k < len(predicted) and predicted[k] == 0
             holds = cause is not None and healthy and not never
             self.streak[name] = self.streak.get(name, 0) + 1 if holds else 0
@@ -155,6 +173,15 @@ class ClassCollapseDetector(Detector):
         subject = min(collapsed, key=lambda c: (self.reports.get(c, 0), collapsed[c]["value"]))
         self.reports[subject] = self.reports.get(subject, 0) + 1
         return self._finding(record, metric, subject, collapsed)
+
+    def _others_learned(self, k: int, values: Sequence[float | None], support: Sequence[float | None]) -> bool:
+        # The other judged classes, leaving out those near zero themselves (they may be collapsing too).
+        others = [
+            x for j, x in enumerate(values)
+            if j != k and x is not None and x > self.near_zero
+            and j < len(support) and support[j] is not None and support[j] >= self.min_support
+        ]
+        return not others or sum(others) / len(others) >= self.others_learned
 
     def _aggregate_healthy(self, val: Mapping[str, float]) -> bool:
         accuracy, majority = finite_or_none(val.get("accuracy")), finite_or_none(val.get("majority_fraction"))
@@ -218,13 +245,19 @@ class NeverPredictedDetector(Detector):
     """``FW-CLASS-NEVER-PREDICTED``: a class with validation samples that the model predicts for no sample.
 
     Reported when it persists: the same class unpredicted on ``confirmations`` consecutive evaluations,
-    so never on the first evaluation of training alone. Classes with fewer than ``min_support`` samples
+    and not while training has barely begun (before ``min_progress`` of the planned steps when that is
+    known, else before ``min_evaluations`` evaluations): an undertrained model predicts few classes. Classes with fewer than ``min_support`` samples
     are skipped (see :data:`MIN_SUPPORT_PREDICTED`). One finding lists every such class (``subject`` is
     empty: one cause, "the model ignores classes", updated as the set changes).
 
     Args:
         min_support: Smallest number of validation samples of a class for it to be judged.
         confirmations: Consecutive evaluations a class must go unpredicted; at least 2.
+        min_progress: Share of the planned training before which nothing is reported (when known).
+        min_evaluations: Evaluations before which nothing is reported when the progress is unknown.
+        others_learned: The mean recall of the other classes (with enough support, not near zero themselves)
+            must reach this for the average to "look healthy": a class at zero among classes still at 0.3 is an
+            undertrained model.
 
     Raises:
         ValueError: If ``min_support`` is not positive or ``confirmations`` < 2.
@@ -236,19 +269,28 @@ class NeverPredictedDetector(Detector):
     ...                       val_per_class={"support": [50, 30, 20], "predicted": predicted},
     ...                       class_names=["a", "b", "c"])
     >>> [det.update(record(i, p)) is not None for i, p in enumerate([[60, 40, 0], [70, 30, 0], [75, 25, 0]])]
-    [False, True, True]
+    [False, False, True]
     >>> print(det.update(record(3, [80, 20, 0])).message)  # doctest: +NORMALIZE_WHITESPACE
     class 'c' (20 validation samples) was predicted for no validation sample in the last 4 evaluations:
-    the model has stopped predicting it
+    the model has not learned to predict it
     """
 
     name: ClassVar[str] = "never_predicted"
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
     def __init__(
-        self, *, min_support: int = MIN_SUPPORT_PREDICTED, confirmations: int = CONFIRMATIONS
+        self,
+        *,
+        min_support: int = MIN_SUPPORT_PREDICTED,
+        confirmations: int = CONFIRMATIONS,
+        min_progress: float = 0.2,
+        min_evaluations: int = 3,
     ) -> None:
         self.min_support = v.check_positive_int("min_support", min_support)
+        self.min_progress = v.check_fraction("min_progress", min_progress)
+        self.min_evaluations = v.check_positive_int("min_evaluations", min_evaluations)
+        self.evaluations = 0
+        self.ever_predicted: list[str] = []
         self.confirmations = v.check_positive_int("confirmations", confirmations)
         if confirmations < 2:
             raise ValueError(
@@ -261,26 +303,36 @@ class NeverPredictedDetector(Detector):
         per_class = record.val_per_class
         support, predicted = _column(per_class, "support"), _column(per_class, "predicted")
         names = _names(record, len(support))
+        self.evaluations += 1
         unpredicted = {}
         for k, (name, n) in enumerate(zip(names, support)):
             p = predicted[k] if k < len(predicted) else None
             holds = n is not None and n >= self.min_support and p == 0
+            if p is not None and p > 0 and name not in self.ever_predicted:
+                self.ever_predicted.append(name)
             self.streak[name] = self.streak.get(name, 0) + 1 if holds else 0
             if holds and self.streak[name] >= self.confirmations:
                 unpredicted[name] = (n, self.streak[name])
-        if not unpredicted:
+        early = (
+            record.progress < self.min_progress
+            if isinstance(record.progress, (int, float)) and math.isfinite(record.progress)
+            else self.evaluations < self.min_evaluations
+        )
+        if not unpredicted or early:
             return None
+        stopped = all(c in self.ever_predicted for c in unpredicted)
+        verb = ("has stopped predicting" if stopped else "has not learned to predict")
         listed = ", ".join(f"'{c}' ({n:.0f} validation samples)" for c, (n, _) in unpredicted.items())
         runs = min(r for _, r in unpredicted.values())
         if len(unpredicted) == 1:
             text = (
                 f"class {listed} was predicted for no validation sample in the last {runs} evaluations: "
-                f"the model has stopped predicting it"
+                f"the model {verb} it"
             )
         else:
             text = (
                 f"classes {listed} were predicted for no validation sample in the last {runs} or more "
-                f"evaluations: the model has stopped predicting them"
+                f"evaluations: the model {verb} them"
             )
         evidence = {
             "classes": sorted(unpredicted),

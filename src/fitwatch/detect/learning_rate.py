@@ -469,7 +469,7 @@ class WarmupDetector(Detector):
     "large" starts. With several optimizers of different families the higher threshold applies, so a
     mixed set-up is never judged by the stricter family.
 
-    Only the audit at step 0 is judged: a later audit reads each group's learning rate as it is then (after
+    Only the first audit of a run that starts from step 0 carries ``initial_lrs`` and is judged: a later audit reads each group's learning rate as it is then (after
     a warmup it equals the base rate), and a run resumed mid-schedule has no warmup to miss.
 
     Args:
@@ -508,7 +508,9 @@ class WarmupDetector(Detector):
     def update(self, record: Record) -> Finding | None:
         _check_record(record, self.record_types)
         assert isinstance(record, AuditRecord)
-        if record.step != 0 or record.pretrained is not True:
+        # The adapters fill `initial_lrs` only in the first audit of a run that starts at step 0 (the LR the
+        # first optimizer step applies); later audits and resumed runs leave it empty.
+        if not record.initial_lrs or record.pretrained is not True:
             return None
         threshold = self.threshold(record.optimizer_names)
         if threshold is None:

@@ -11,7 +11,8 @@ Three kinds of moment, three records:
 Metric names used as keys of :attr:`EvalRecord.val` / :attr:`EvalRecord.train` (absent when unknown):
 ``loss``, ``accuracy``, ``macro_f1``, ``weighted_f1``, ``ece``, ``mce``, ``adaptive_ece``,
 ``classwise_ece``, ``brier``, ``nll``, ``samples`` (number of evaluated targets),
-``majority_fraction`` (share of the most frequent class among the targets),
+``majority_fraction`` (share of the most frequent class among the targets), ``confidence`` (mean
+top-label confidence: above ``accuracy`` the model is overconfident, below underconfident),
 ``ece_chance`` (the ECE a perfectly calibrated model would show on a set of this size with these
 confidences: ``sum_b (n_b/n) sqrt(2/pi) sqrt(conf_b (1 - conf_b) / n_b)``, the expected absolute
 deviation of each bin's accuracy from its confidence), ``nonfinite_logits`` (rows with NaN/inf

@@ -258,7 +258,9 @@ class CalibrationState:
         """Read the sums back and compute every statistic (one host transfer)."""
         bins, fine, class_bins, sums = (t.detach().cpu() for t in self.tensors())
         samples = float(sums[2])
+        count = float(bins[:, 0].sum())
         out = {
+            "confidence": float(bins[:, 1].sum()) / count if count else math.nan,
             "ece": expected_calibration_error(bins),
             "mce": maximum_calibration_error(bins),
             "adaptive_ece": adaptive_calibration_error(fine, self.n_bins),

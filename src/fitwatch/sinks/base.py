@@ -74,6 +74,8 @@ class GuardedSinks:
         for sink in list(self._sinks):
             try:
                 getattr(sink, method)(*args, **kwargs)
+            except Warning:
+                raise  # a fitwatch warning the user's own filters turned into an error: their choice
             except Exception as err:  # noqa: BLE001  (a sink must never take training down)
                 self._sinks.remove(sink)
                 self.failed[sink.name] = "".join(traceback.format_exception_only(type(err), err)).strip()

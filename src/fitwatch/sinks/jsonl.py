@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
 
 from fitwatch.findings import Finding
 from fitwatch.sinks.base import Sink
@@ -30,7 +29,6 @@ class JsonlSink(Sink):
         self.directory = Path(directory)
         self.findings_file = findings_file
         self.history_file = history_file
-        self._fh: IO[str] | None = None
 
     @property
     def findings_path(self) -> Path | None:
@@ -39,12 +37,11 @@ class JsonlSink(Sink):
     def finding(self, finding: Finding, *, new: bool) -> None:
         if self.findings_path is None:
             return
-        if self._fh is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.findings_path, "a", encoding="utf-8")  # noqa: SIM115  (kept open for the run)
+        self.directory.mkdir(parents=True, exist_ok=True)
         record = {"event": "new" if new else "update", "time": round(time.time(), 3), **finding.to_dict()}
-        self._fh.write(json.dumps(_clean(record), default=str) + "\n")
-        self._fh.flush()
+        # Opened per event (findings are rare): nothing stays open if the run dies.
+        with open(self.findings_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(_clean(record), default=str) + "\n")
 
     def flush(self, history: Mapping[str, Sequence[tuple[int, float]]]) -> None:
         if self.history_file is None:
@@ -55,10 +52,6 @@ class JsonlSink(Sink):
         tmp.write_text(json.dumps(_clean({tag: [[s, v] for s, v in points] for tag, points in history.items()})))
         os.replace(tmp, path)
 
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
 
 
 def read_findings(path: str | os.PathLike[str]) -> list[Finding]:
