@@ -13,10 +13,14 @@ import numpy as np
 __all__ = ["confusion_matrix_image", "reliability_diagram_image"]
 
 
+#: Resolution of the images: TensorBoard shows them at about this size; more only costs drawing time.
+DPI = 72
+
+
 def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
     from matplotlib.figure import Figure  # the object API needs no global backend or pyplot state
 
-    return Figure(figsize=(width, height), dpi=100)
+    return Figure(figsize=(width, height), dpi=DPI)
 
 
 def _to_array(fig) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -35,6 +39,7 @@ def confusion_matrix_image(matrix: Sequence[Sequence[int]], class_names: Sequenc
     normalised = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
     size = min(4.0 + 0.35 * k, 18.0)
     fig = _figure(2 * size + 1.0, size + 0.6)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.93, wspace=0.25)
     annotate = k <= 20
     for i, (data, label, fmt) in enumerate(((counts, "counts", "{:.0f}"), (normalised, "row-normalised", "{:.2f}"))):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -51,9 +56,9 @@ def confusion_matrix_image(matrix: Sequence[Sequence[int]], class_names: Sequenc
             threshold = data.max() / 2 if data.max() > 0 else 0.5
             for r in range(k):
                 for c in range(k):
-                    ax.text(c, r, fmt.format(data[r, c]), ha="center", va="center", fontsize=6,
-                            color="white" if data[r, c] > threshold else "black")
-    fig.tight_layout()
+                    if data[r, c] > 0:  # empty cells stay blank: fewer glyphs to draw, easier to read
+                        ax.text(c, r, fmt.format(data[r, c]), ha="center", va="center", fontsize=6,
+                                color="white" if data[r, c] > threshold else "black")
     return _to_array(fig)
 
 
