@@ -178,14 +178,36 @@ class CalibrationState:
         self.num_classes = num_classes
         self.n_bins = n_bins
         self.classwise = classwise
-        self.bins = torch.zeros(n_bins, len(BIN_FIELDS), dtype=dtype, device=device)
-        self.fine = torch.zeros(ADAPTIVE_RESOLUTION, len(BIN_FIELDS), dtype=dtype, device=device)
-        self.class_bins = torch.zeros(num_classes if classwise else 0, n_bins, len(BIN_FIELDS), dtype=dtype, device=device)
+        k = num_classes if classwise else 0
+        # One table holds the top-label bins, the fine histogram and the classwise bins, so each batch is
+        # a single index_add_ (a few large kernels rather than many small ones); the three are views into it.
+        self.table = torch.zeros(n_bins + ADAPTIVE_RESOLUTION + k * n_bins, len(BIN_FIELDS), dtype=dtype, device=device)
+        self.bins = self.table[:n_bins]
+        self.fine = self.table[n_bins : n_bins + ADAPTIVE_RESOLUTION]
+        self.class_bins = self.table[n_bins + ADAPTIVE_RESOLUTION :].view(k, n_bins, len(BIN_FIELDS))
         # [brier_sum, nll_sum, samples]: sample-mean statistics.
         self.sums = torch.zeros(3, dtype=dtype, device=device)
+        self._inner_edges = torch.linspace(0.0, 1.0, n_bins + 1, device=device, dtype=dtype)[1:-1]
 
     def tensors(self) -> list[Tensor]:
-        return [self.bins, self.fine, self.class_bins, self.sums]
+        return [self.table, self.sums]
+
+    def _add_rows(self, conf: Tensor, correct: Tensor, w: Tensor, log_odds: Tensor, class_p: Tensor | None, class_y: Tensor | None, class_w: Tensor | None) -> None:
+        """One index_add_ of the top-label rows (into the equal-width bins and the fine histogram) and the
+        per-class rows (into the classwise bins)."""
+        rows = torch.stack([w, conf * w, correct * w, conf * (1.0 - conf) * w], dim=1)
+        lo, hi = ADAPTIVE_LOGIT_RANGE
+        fine = ((log_odds - lo) * (ADAPTIVE_RESOLUTION / (hi - lo))).floor().clamp_(0, ADAPTIVE_RESOLUTION - 1)
+        fine = torch.nan_to_num(fine, nan=0.0).long() + self.n_bins
+        index = [torch.bucketize(conf, self._inner_edges), fine]
+        values = [rows, rows]
+        if class_p is not None and class_y is not None and class_w is not None:
+            c = class_p.shape[1]
+            offset = self.n_bins + ADAPTIVE_RESOLUTION
+            cls = torch.bucketize(class_p, self._inner_edges) + torch.arange(c, device=class_p.device).mul_(self.n_bins).add_(offset)
+            index.append(cls.reshape(-1))
+            values.append(torch.stack([class_w, class_p * class_w, class_y * class_w, class_p * (1.0 - class_p) * class_w], dim=2).reshape(-1, len(BIN_FIELDS)))
+        self.table.index_add_(0, torch.cat(index), torch.cat(values))
 
     def update_multiclass(self, log_probs: Tensor, target: Tensor, weights: Tensor, *, binary: bool = False) -> None:
         """Add a batch of ``[N, C]`` log-probabilities with integer targets ``[N]`` (weight 0 rows skipped).
@@ -193,37 +215,25 @@ class CalibrationState:
         With ``binary=True`` (one logit per sample, expanded to two classes) the Brier score is the
         conventional binary one, ``(p - y)^2``, rather than the two-class sum, which is twice that.
         """
-        dtype = self.bins.dtype
+        dtype = self.table.dtype
+        log_probs = log_probs.to(dtype)
         probs = log_probs.exp()
         top_logp, pred = log_probs.max(dim=1)
         conf = top_logp.exp()
         correct = (pred == target).to(dtype)
-        self.bins += bin_sums(conf, correct, self.n_bins, weights, dtype=dtype)
+        w = weights.to(dtype)
         # Log-odds of the top label from log-probabilities, exact even when p_top rounds to 1.0.
         others = log_probs.scatter(1, pred.unsqueeze(1), float("-inf")).logsumexp(dim=1)
-        log_odds = (top_logp - others).to(dtype)
-        lo, hi = ADAPTIVE_LOGIT_RANGE
-        fine_idx = ((log_odds - lo) * (ADAPTIVE_RESOLUTION / (hi - lo))).floor().clamp(0, ADAPTIVE_RESOLUTION - 1)
-        fine_idx = torch.nan_to_num(fine_idx, nan=0.0).long()
-        self.fine += bin_sums(conf, correct, ADAPTIVE_RESOLUTION, weights, index=fine_idx, dtype=dtype)
         one_hot = torch.nn.functional.one_hot(target, self.num_classes).to(dtype)
-        w = weights.to(dtype)
-        if self.classwise:
-            n, c = probs.shape
-            p = probs.to(dtype)
-            cls_idx = bin_index(p, self.n_bins) + torch.arange(c, device=p.device).mul_(self.n_bins)
-            self.class_bins.view(-1, len(BIN_FIELDS)).add_(
-                bin_sums(p, one_hot, c * self.n_bins, w.unsqueeze(1).expand(n, c), index=cls_idx, dtype=dtype)
-            )
-        brier = ((probs.to(dtype) - one_hot) ** 2).sum(dim=1)
+        class_w = w.unsqueeze(1).expand_as(probs) if self.classwise else None
+        self._add_rows(conf, correct, w, top_logp - others, probs if self.classwise else None, one_hot, class_w)
+        brier = ((probs - one_hot) ** 2).sum(dim=1)
         if binary:
             brier = brier / 2.0
-        nll = -log_probs.gather(1, target.unsqueeze(1)).squeeze(1).to(dtype)
+        nll = -log_probs.gather(1, target.unsqueeze(1)).squeeze(1)
         # where() rather than multiplication: a skipped row may hold inf/NaN, and inf * 0 is NaN.
         keep = w > 0
-        self.sums += torch.stack(
-            [torch.where(keep, brier, 0.0).sum(), torch.where(keep, nll, 0.0).sum(), w.sum()]
-        )
+        self.sums += torch.stack([torch.where(keep, brier, 0.0).sum(), torch.where(keep, nll, 0.0).sum(), w.sum()])
 
     def update_multilabel(self, logits: Tensor, target: Tensor, weights: Tensor) -> None:
         """Add a batch of ``[N, L]`` logits with multi-hot targets ``[N, L]``.
@@ -231,23 +241,14 @@ class CalibrationState:
         Each (sample, label) is one binary prediction: the bins compare the predicted probability of the
         positive label with how often it is positive, Brier and NLL are averaged over labels.
         """
-        dtype = self.bins.dtype
-        p = torch.sigmoid(logits.float()).to(dtype)
+        dtype = self.table.dtype
+        z = logits.to(dtype)
+        p = torch.sigmoid(z)
         y = target.to(dtype)
-        n, c = p.shape
-        w = weights.to(dtype).unsqueeze(1).expand(n, c)
-        self.bins += bin_sums(p, y, self.n_bins, w, dtype=dtype)
-        log_odds = logits.to(dtype)
-        lo, hi = ADAPTIVE_LOGIT_RANGE
-        fine_idx = ((log_odds - lo) * (ADAPTIVE_RESOLUTION / (hi - lo))).floor().clamp(0, ADAPTIVE_RESOLUTION - 1)
-        fine_idx = torch.nan_to_num(fine_idx, nan=0.0).long()
-        self.fine += bin_sums(p, y, ADAPTIVE_RESOLUTION, w, index=fine_idx, dtype=dtype)
-        if self.classwise:
-            cls_idx = bin_index(p, self.n_bins) + torch.arange(c, device=p.device).mul_(self.n_bins)
-            self.class_bins.view(-1, len(BIN_FIELDS)).add_(
-                bin_sums(p, y, c * self.n_bins, w, index=cls_idx, dtype=dtype)
-            )
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.to(dtype), y, reduction="none").mean(dim=1)
+        w = weights.to(dtype).unsqueeze(1).expand_as(p)
+        self._add_rows(p.reshape(-1), y.reshape(-1), w.reshape(-1), z.reshape(-1),
+                       p if self.classwise else None, y, w if self.classwise else None)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none").mean(dim=1)
         brier = ((p - y) ** 2).mean(dim=1)
         keep = weights > 0
         self.sums += torch.stack(
@@ -256,7 +257,10 @@ class CalibrationState:
 
     def compute(self) -> dict[str, float]:
         """Read the sums back and compute every statistic (one host transfer)."""
-        bins, fine, class_bins, sums = (t.detach().cpu() for t in self.tensors())
+        table, sums = (t.detach().cpu() for t in self.tensors())
+        n, f = self.n_bins, ADAPTIVE_RESOLUTION
+        bins, fine = table[:n], table[n : n + f]
+        class_bins = table[n + f :].view(-1, n, len(BIN_FIELDS))
         samples = float(sums[2])
         count = float(bins[:, 0].sum())
         out = {

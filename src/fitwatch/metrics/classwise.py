@@ -93,11 +93,14 @@ class ClassCountsState:
         return [self.counts, self.confusion]
 
     def update(self, preds: Tensor, target: Tensor, weights: Tensor) -> None:
-        tp, predicted, actual = class_counts(preds, target, self.num_classes, weights)
-        self.counts += torch.stack([tp, predicted, actual])
+        # The three count vectors in one scatter_add_ over [tp | predicted | actual] (same as class_counts).
+        k = self.num_classes
+        w = weights.long()
+        index = torch.cat([target, preds + k, target + 2 * k])
+        values = torch.cat([(preds == target).long() * w, w, w])
+        self.counts.view(-1).scatter_add_(0, index, values)
         if self.has_confusion:
-            k = self.num_classes
-            self.confusion.view(-1).scatter_add_(0, target * k + preds, weights.long())
+            self.confusion.view(-1).scatter_add_(0, target * k + preds, w)
 
     def update_multilabel(self, preds: Tensor, target: Tensor, weights: Tensor) -> None:
         """Multi-hot ``preds``/``target`` ``[N, L]``: per-label counts (no confusion matrix)."""
