@@ -1,0 +1,1 @@
+"""Reliability: distributed training, resume, bad input and faults, and zero observer effect."""
