@@ -32,7 +32,8 @@ def launch(command: Sequence[str], out: Path, *, timeout: float) -> dict[int, di
     The command runs in a session of its own so that, on timeout, the launcher and every rank it started
     are killed together: a hang fails the test instead of blocking the suite.
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(ROOT)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     env.pop("PYTEST_CURRENT_TEST", None)
     log = out.parent / f"{out.name}.launcher.log"
     out.parent.mkdir(parents=True, exist_ok=True)
