@@ -91,10 +91,13 @@ class DataChecksConfig:
         if isinstance(value, DataChecksConfig):
             return value
         if isinstance(value, bool):
-            return cls(enabled=value)
+            # False turns off everything that reads the datasets, not only the fit-start checks.
+            return cls() if value else cls(enabled=False, fingerprint=False, confident_mistakes=0, mislabels=False)
         if isinstance(value, Mapping):
             return _from_mapping(cls, value, source=f"`data_checks` in {source}")
-        raise TypeError(f"Expected `data_checks` to be a bool or a mapping of data-check settings, but got {value!r}.")
+        raise TypeError(
+            f"Expected `data_checks` in {source} to be a bool or a mapping of data-check settings, but got {value!r}."
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,7 +160,7 @@ class FitWatchConfig:
     findings_file: str | None = "findings.jsonl"
     stop_on: tuple[str, ...] = ()
     tag_prefix: str = ""
-    data_checks: DataChecksConfig = field(default_factory=DataChecksConfig)
+    data_checks: DataChecksConfig | bool = field(default_factory=DataChecksConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_checks", DataChecksConfig.parse(self.data_checks))
@@ -275,7 +278,7 @@ def _from_mapping(cls: Any, data: Mapping[str, Any], *, source: str) -> Any:
     for key, value in data.items():
         if key not in fields:
             raise ValueError(f"Unknown key {key!r} in {source}; expected one of: {', '.join(sorted(fields))}.")
-        if hints[key] is DataChecksConfig:
+        if key == "data_checks":
             kwargs[key] = DataChecksConfig.parse(value, source=source)
             continue
         if not _matches(value, hints[key]):

@@ -263,7 +263,9 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         in_order = args.world_size == 1 and isinstance(sampler, torch.utils.data.SequentialSampler)
         decode = getattr(processing_class, "decode", None)
         if callable(decode) and val_set is not None:
-            self.observer.describe = lambda ref: decode(val_set[ref]["input_ids"], skip_special_tokens=True)
+            self.observer.describe = lambda ref: decode(
+                val_set[ref]["input_ids"], skip_special_tokens=True, clean_up_tokenization_spaces=True
+            )
         self.observer.check_data(self._train_dataset if self._training else None, val_set, step=state.global_step,
                                  epoch=_epoch(state), val_in_order=in_order)
 

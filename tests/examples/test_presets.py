@@ -80,7 +80,7 @@ BAD_PRESETS = [
         TypeError,
         "Expected 'max_samples' in `data_checks` in {path} to be int",
     ),
-    ("data_checks: 3\n", TypeError, "Expected `data_checks` to be a bool or a mapping"),
+    ("data_checks: 3\n", TypeError, "Expected `data_checks` in {path} to be a bool or a mapping"),
 ]
 
 

@@ -112,11 +112,27 @@ def check_splits(
 
     Each check that fails on odd data is reported in ``errors`` and skipped; the others still run.
     """
+    # Reading items (augmentation) and the checks themselves (MinHash draws from Python's `random`) must
+    # leave every random state as it was.
+    with preserved_rng():
+        return _check_splits(train_dataset, val_dataset, config, class_names=class_names, ignore_index=ignore_index,
+                             step=step, epoch=epoch)
+
+
+def _check_splits(
+    train_dataset: Any,
+    val_dataset: Any,
+    config: DataChecksConfig,
+    *,
+    class_names: Sequence[str] | None,
+    ignore_index: int | None,
+    step: int,
+    epoch: int | None,
+) -> SplitCheckResult:
     result = SplitCheckResult()
     deadline = time.monotonic() + config.time_budget_s
-    with preserved_rng():
-        train = sample_items(train_dataset, config.max_samples, deadline)
-        val = sample_items(val_dataset, config.max_samples, deadline)
+    train = sample_items(train_dataset, config.max_samples, deadline)
+    val = sample_items(val_dataset, config.max_samples, deadline)
     result.val_sampled = val
     sampled = not (train.complete and val.complete)
     note = (
@@ -180,9 +196,12 @@ def _add(result: SplitCheckResult, finding: Finding | None, note: str) -> None:
 
 
 def _field(item: Any, name: str) -> Any:
-    if isinstance(item, Mapping):
-        return item[name]
-    return getattr(item, name)
+    value = item[name] if isinstance(item, Mapping) else getattr(item, name)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    return value
 
 
 def _label(item: Any, key: str | None) -> Any:

@@ -278,8 +278,10 @@ class PredictionAccumulator:
         tensors = state.get("tensors")
         if tensors is None:
             return
-        self.task = state.get("task", self.task)
-        self.num_classes = state.get("num_classes", self.num_classes)
+        self.task = state.get("task") or self.task
+        # The counts ([tp | predicted | actual] x classes) come first: they carry the class count when the key
+        # is missing (a state saved by another version).
+        self.num_classes = state.get("num_classes") or self.num_classes or len(tensors[0][0])
         self._allocate(torch.device("cpu"))
         for t, saved in zip(self.tensors(), tensors):
             src = torch.tensor(saved, dtype=t.dtype)
