@@ -107,6 +107,30 @@ def test_collapse_table(pos, kwargs, expected):
     assert fired(found) == expected
 
 
+@pytest.mark.parametrize(
+    ("pos", "progress", "severities"),
+    [
+        # Never learned: "not learned yet" (INFO) before half of training, WARNING from then on.
+        ([0.02] * 5, (0.1, 0.2, 0.3, 0.5, 0.6), [None, None, "INFO", "WARNING", "WARNING"]),
+        # Learned (recall 0.8) and lost: WARNING at once.
+        ([0.6, 0.8, 0.03, 0.03, 0.03], (0.1, 0.2, 0.3, 0.35, 0.4), [None, None, None, "WARNING", "WARNING"]),
+    ],
+)
+def test_collapse_tells_a_class_not_learned_yet_from_a_lost_one(pos, progress, severities):
+    records = [dataclasses.replace(rec(i, r), progress=p) for i, (r, p) in enumerate(zip(recalls(pos), progress))]
+    found = sim.replay(ClassCollapseDetector(), records)
+    assert [None if f is None else f.severity.name for f in found] == severities
+    messages = [f.message for f in found if f is not None]
+    if severities[2] == "INFO":
+        assert messages[0].endswith(
+            "at 30% of training: the model has not learned this class yet; minority classes are often learned "
+            "late, so this becomes a warning if it persists"
+        )
+        assert messages[-1].endswith("at 60% of training: the model has not learned this class, and the aggregate metrics hide it")
+    else:
+        assert all(m.endswith("the class is collapsing and the aggregate metrics hide it") for m in messages)
+
+
 def test_collapse_fall_uses_the_two_proportion_z():
     assert two_proportion_z(0.8, 40, 0.3, 40) >= 3 > two_proportion_z(0.8, 20, 0.35, 20)
 
@@ -182,15 +206,52 @@ def test_never_predicted_waits_for_training_to_get_going(progress, expected):
     assert fired(sim.replay(NeverPredictedDetector(), records)) == expected
 
 
-def test_never_predicted_says_whether_the_class_was_ever_predicted():
-    learned = [rec(i, (0.9, 0.8, 0.5), predicted=p) for i, p in enumerate([(300, 100, 40)] + [(330, 110, 0)] * 3)]
+def test_never_predicted_says_whether_the_class_was_learned():
+    # Recall 0.5 at the first evaluation: learned, then lost; a WARNING at once.
+    learned = [rec(i, (0.9, 0.8, r), predicted=p) for i, (r, p) in enumerate([(0.5, (300, 100, 40))] + [(0.0, (330, 110, 0))] * 3)]
     never = [rec(i, (0.9, 0.8, 0.0), predicted=(330, 110, 0)) for i in range(4)]
-    assert sim.replay(NeverPredictedDetector(), learned)[-1].message.endswith("the model has stopped predicting it")
-    assert sim.replay(NeverPredictedDetector(), never)[-1].message.endswith("the model has not learned to predict it")
+    stopped = sim.replay(NeverPredictedDetector(), learned)[-1]
+    assert stopped.severity is Severity.WARNING and stopped.evidence["stopped"] == ["pos"]
+    assert stopped.message.endswith("the model has stopped predicting 'pos' after learning it")
+    not_yet = sim.replay(NeverPredictedDetector(), never)[-1]
+    assert not_yet.severity is Severity.INFO
+    assert not_yet.message.endswith(
+        "the model has not learned to predict it yet; minority classes are often learned late, so this becomes "
+        "a warning if it persists"
+    )
+
+
+@pytest.mark.parametrize(
+    ("progress", "severities"),
+    [
+        # Known progress: INFO from 20% of training, WARNING from 50%.
+        ((0.1, 0.2, 0.3, 0.4, 0.5, 0.6), [None, "INFO", "INFO", "INFO", "WARNING", "WARNING"]),
+        # Unknown progress: INFO from the third evaluation, WARNING from the sixth.
+        (None, [None, None, "INFO", "INFO", "INFO", "WARNING"]),
+    ],
+)
+def test_never_predicted_escalates_when_the_class_stays_unlearned(progress, severities):
+    records = [rec(i, (0.9, 0.8, 0.0), predicted=(330, 110, 0)) for i in range(6)]
+    if progress is not None:
+        records = [dataclasses.replace(r, progress=p) for r, p in zip(records, progress)]
+    found = sim.replay(NeverPredictedDetector(), records)
+    assert [None if f is None else f.severity.name for f in found] == severities
+
+
+def test_never_predicted_needs_the_other_classes_learned():
+    # A class never predicted while the others are at 0.3-0.4 recall: an undertrained model.
+    undertrained = [rec(i, (0.4, 0.3, 0.0), predicted=(330, 110, 0), accuracy=0.35) for i in range(6)]
+    assert fired(sim.replay(NeverPredictedDetector(), undertrained)) == []
+    # Without recalls the guard cannot be checked and is skipped.
+    no_recall = [rec(i, (0.4, 0.3, 0.0), predicted=(330, 110, 0), key="f1") for i in range(6)]
+    assert fired(sim.replay(NeverPredictedDetector(), no_recall)) == [2, 3, 4, 5]
 
 
 def test_never_predicted_lists_every_class_with_numbers():
-    records = [rec(i, (0.99, 0.0, 0.0), predicted=(440, 0, 0)) for i in range(3)]
+    records = [
+        dataclasses.replace(rec(i, (0.99, 0.0, 0.0), predicted=(440, 0, 0)), progress=p)
+        for i, p in enumerate((0.3, 0.4, 0.5))
+    ]
     found = sim.replay(NeverPredictedDetector(), records)
     f = found[-1]
     assert (f.code, f.severity, f.subject) == ("FW-CLASS-NEVER-PREDICTED", Severity.WARNING, "")
@@ -200,8 +261,8 @@ def test_never_predicted_lists_every_class_with_numbers():
     }
     assert f.message == (
         "classes 'neutral' (100 validation samples), 'pos' (40 validation samples) were predicted for no "
-        "validation "
-        "sample in the last 3 or more evaluations: the model has not learned to predict them"
+        "validation sample in the last 3 or more evaluations (at 50% of training): the model has not learned "
+        "to predict them"
     )
 
 
@@ -295,12 +356,17 @@ def test_false_alarms_on_healthy_runs(imbalance):
     [(ClassCollapseDetector, sim.class_collapse), (NeverPredictedDetector, sim.never_predicted)],
 )
 def test_detects_within_one_evaluation(make, kind):
-    delays = []
+    delays, warned = [], []
     for seed in range(100):
         run = kind(seed, 20, 0.01)
-        hit = sim.first_index(sim.replay(make(), run.records))
+        found = sim.replay(make(), run.records)
+        hit = sim.first_index(found, severity=Severity.INFO)
         assert hit is not None, seed
         delays.append(hit - run.onset)
+        # A class that was learned is a WARNING at once; one never learned from 50% of training on.
+        halfway = next(i for i, r in enumerate(run.records) if r.progress >= 0.5)
+        warned.append(sim.first_index(found) <= max(hit, halfway))
     # The second evaluation of the fault confirms it; a fault at the very start of training waits for the
-    # never-predicted guard against undertrained models (20% of training / 3 evaluations).
+    # guard against undertrained models (20% of training / 3 evaluations).
     assert sorted(delays)[len(delays) // 2] == 1 and max(delays) <= 2
+    assert all(warned)

@@ -100,7 +100,7 @@ def test_geometric_mean_matches_the_log_mean():
 )
 def test_update_ratio_thresholds_after_the_first_diagnostic(ratio, expected):
     # Record 0 is the run's first diagnostic (Adam's sign step): skipped. Records 1-3 fill the window.
-    records = [diag(50 * i, ratio) for i in range(6)]
+    records = [diag(50 * (i + 1), ratio) for i in range(6)]
     assert codes(ss.findings_of(UpdateRatioDetector(), records)) == expected
 
 
@@ -113,7 +113,7 @@ def test_update_ratio_thresholds_after_the_first_diagnostic(ratio, expected):
     ],
 )
 def test_update_ratio_is_persistent_geometric_mean(sequence, fires):
-    records = [diag(50 * i, r) for i, r in enumerate(sequence)]
+    records = [diag(50 * (i + 1), r) for i, r in enumerate(sequence)]
     expected = math.prod(sequence[1:]) ** (1 / 3) > 1e-2
     assert expected is fires
     assert (ss.findings_of(UpdateRatioDetector(), records)[-1] is not None) is fires
@@ -122,24 +122,24 @@ def test_update_ratio_is_persistent_geometric_mean(sequence, fires):
 def test_update_ratio_median_block_speaks_and_worst_block_is_named():
     one_wild_block = {"head": 5.0, "a": 1e-3, "b": 1e-3}
     assert (
-        ss.findings_of(UpdateRatioDetector(), [diag(50 * i, one_wild_block) for i in range(5)]) == [None] * 5
+        ss.findings_of(UpdateRatioDetector(), [diag(50 * (i + 1), one_wild_block) for i in range(5)]) == [None] * 5
     )
     high = {"a": 3e-2, "b": 4e-2, "head": 1e-3}
-    found = ss.findings_of(UpdateRatioDetector(), [diag(50 * i, high) for i in range(4)])[-1]
+    found = ss.findings_of(UpdateRatioDetector(), [diag(50 * (i + 1), high) for i in range(4)])[-1]
     assert found.code == HIGH and found.severity is Severity.WARNING and found.subject == ""
     assert found.evidence["median_update_ratio"] == pytest.approx(3e-2)
     assert (found.evidence["worst_block"], found.evidence["worst_update_ratio"]) == ("b", 4e-2)
     assert found.evidence["factor"] == pytest.approx(30.0)
     assert "3.0e-02" in found.message and "30x" in found.message and "`b`" in found.message
     low = {"a": 1e-6, "b": 2e-6, "emb": 1e-8}
-    found = ss.findings_of(UpdateRatioDetector(), [diag(50 * i, low) for i in range(4)])[-1]
+    found = ss.findings_of(UpdateRatioDetector(), [diag(50 * (i + 1), low) for i in range(4)])[-1]
     assert found.code == LOW and found.evidence["worst_block"] == "emb"
     assert "1000x below" in found.message  # the median block, 1e-6
 
 
 def test_update_ratio_ignores_warmup_and_the_decayed_tail():
     lrs = [1e-4, 2e-4, 3e-4, 4e-4, 4e-4, 4e-4, 4e-4, 3e-4, 2e-4, 1e-4]
-    records = [diag(50 * i, 3e-2, lr=(lr,)) for i, lr in enumerate(lrs)]
+    records = [diag(50 * (i + 1), 3e-2, lr=(lr,)) for i, lr in enumerate(lrs)]
     # rising: not judged; 4e-4 x3 fills the window; 2e-4 is exactly half the peak (judged); 1e-4 is decayed.
     expected = [None] * 6 + [HIGH, HIGH, HIGH, None]
     assert codes(ss.findings_of(UpdateRatioDetector(), records)) == expected
@@ -147,21 +147,21 @@ def test_update_ratio_ignores_warmup_and_the_decayed_tail():
 
 def test_update_ratio_warmup_restart_clears_the_window():
     lrs = [1e-3, 1e-3, 1e-3, 2e-3, 2e-3, 2e-3, 2e-3]  # a restart (rise) after two judged records
-    records = [diag(50 * i, 3e-2, lr=(lr,)) for i, lr in enumerate(lrs)]
+    records = [diag(50 * (i + 1), 3e-2, lr=(lr,)) for i, lr in enumerate(lrs)]
     assert codes(ss.findings_of(UpdateRatioDetector(), records)) == [None] * 6 + [HIGH]
 
 
 @pytest.mark.parametrize(("raw", "fires"), [(3.2e-6, False), (2.9e-6, True)])
 def test_update_ratio_low_side_is_rescaled_to_the_peak_lr(raw, fires):
     # At 60% of the peak, Adam's ratio is 60% of what the peak gives: 3.2e-6 -> 5.3e-6, 2.9e-6 -> 4.8e-6.
-    records = [diag(0, 1e-3, lr=(1e-3,))] + [diag(50 * i, raw, lr=(6e-4,)) for i in range(1, 4)]
+    records = [diag(50, 1e-3, lr=(1e-3,))] + [diag(50 * (i + 1), raw, lr=(6e-4,)) for i in range(1, 4)]
     assert (ss.findings_of(UpdateRatioDetector(), records)[-1] is not None) is fires
 
 
 def test_update_ratio_lr_zero_and_unknown_lr():
-    at_zero = [diag(50 * i, 0.0, lr=(0.0,)) for i in range(6)]
+    at_zero = [diag(50 * (i + 1), 0.0, lr=(0.0,)) for i in range(6)]
     assert ss.findings_of(UpdateRatioDetector(), at_zero) == [None] * 6
-    no_lr = [diag(50 * i, 3e-2, lr=()) for i in range(4)]
+    no_lr = [diag(50 * (i + 1), 3e-2, lr=()) for i in range(4)]
     found = ss.findings_of(UpdateRatioDetector(), no_lr)[-1]
     assert (
         found.code == HIGH
@@ -172,7 +172,7 @@ def test_update_ratio_lr_zero_and_unknown_lr():
 
 def test_update_ratio_skips_non_finite_values_and_plain_steps():
     junk = {"a": NAN, "b": INF, "c": -1.0}
-    records = [diag(50 * i, junk, lr=(NAN, INF)) for i in range(5)]
+    records = [diag(50 * (i + 1), junk, lr=(NAN, INF)) for i in range(5)]
     records += [StepRecord(step=300 + i, epoch=0, losses=[1.0], lr=[1e-3]) for i in range(5)]  # no ratios
     assert ss.findings_of(UpdateRatioDetector(), records) == [None] * 10
 
@@ -188,7 +188,7 @@ def test_update_ratio_state_round_trips_mid_run(offset):
 
 def test_update_ratio_reset_forgets_history():
     det = UpdateRatioDetector(high=2e-2)
-    ss.findings_of(det, [diag(50 * i, 3e-2) for i in range(4)])
+    ss.findings_of(det, [diag(50 * (i + 1), 3e-2) for i in range(4)])
     det.reset()
     assert det.high == 2e-2 and det.state_dict() == UpdateRatioDetector(high=2e-2).state_dict()
 
@@ -203,6 +203,8 @@ def test_update_ratio_reset_forgets_history():
         ({"patience": 2.0}, TypeError, "Expected `patience` to be a positive int, but got float"),
         ({"decay_fraction": 1.5}, ValueError, r"Expected `decay_fraction` to be a float in \[0, 1\]"),
         ({"high": "1e-2"}, TypeError, "Expected `high` to be a positive float, but got str"),
+        ({"min_step": -1}, ValueError, "Expected `min_step` to be a non-negative int, but got -1"),
+        ({"min_step": 1.5}, TypeError, "Expected `min_step` to be a non-negative int, but got float"),
     ],
 )
 def test_update_ratio_rejects_bad_arguments(kwargs, error, match):
@@ -227,18 +229,33 @@ def test_update_ratio_quiet_on_measured_healthy_runs():
 
 @pytest.mark.parametrize("series", [ss.DIGITS_ADAM_1E_1, ss.DIGITS_SGD_1E_1], ids=["adam-0.1", "sgd-0.1"])
 def test_update_ratio_flags_measured_too_high_runs_at_the_third_judged_record(series):
+    # Step 0 is the first diagnostic and 50 is inside the early transient (before `min_step`): 100, 150 and
+    # 200 are judged.
     step, found = ss.first_finding(UpdateRatioDetector(), ss.measured_records(series, lr=0.1))
-    assert (step, found.code) == (150, HIGH)
+    assert (step, found.code) == (200, HIGH)
 
 
 def test_update_ratio_on_a_measured_fine_tune_scaled_100x():
     # Adam's ratio is proportional to the learning rate: 100x off scales it by 100 (at 100x lower, gradients
     # stay consistent, so the early ratios, not the noise floor, are the right ones to scale).
-    records = ss.minilm_records(ratio_factor=0.01)
-    # step 0 (lr 0, first diagnostic), step 20 (warmup), then 40, 60, 80 judged; from 120 on lr < half peak.
-    assert codes(ss.findings_of(UpdateRatioDetector(), records)) == [None] * 4 + [LOW, LOW] + [None] * 4
-    high = ss.findings_of(UpdateRatioDetector(), ss.minilm_records(ratio_factor=100.0))
-    assert codes(high) == [None] * 4 + [HIGH] + [None] * 5  # by step 100 the ratio is back to 3.9e-3
+    low = ss.minilm_records(ratio_factor=0.01)
+    high = ss.minilm_records(ratio_factor=100.0)
+    # Known limit of this 200-step run: its steady phase is steps 20-100 (warmup before, lr under half the
+    # peak from 120), almost all of it inside the early transient (`min_step=100`): no verdict either way.
+    assert not any(ss.findings_of(UpdateRatioDetector(), low)) and not any(ss.findings_of(UpdateRatioDetector(), high))
+    # Without the transient horizon, 40, 60 and 80 are judged and both are caught by step 80.
+    assert codes(ss.findings_of(UpdateRatioDetector(min_step=0), low)) == [None] * 4 + [LOW, LOW] + [None] * 4
+    assert codes(ss.findings_of(UpdateRatioDetector(min_step=0), high)) == [None] * 4 + [HIGH] + [None] * 5
+
+
+def test_update_ratio_skips_the_early_transient_of_training_from_scratch():
+    # Measured on the zoo's healthy 2-layer BERT trained from scratch (AdamW 1e-3, 5% warmup, diagnostics
+    # every 10 steps): median ratio per record. 1e-2 .. 1.1e-2 at steps 50-90, then it settles.
+    bert = [(10, 3.0e-3), (30, 4.6e-3), (50, 9.9e-3), (60, 1.05e-2), (70, 1.1e-2), (80, 1.05e-2), (90, 9.9e-3),
+            (110, 6.7e-3), (130, 6.9e-3), (150, 4.4e-3), (170, 6.4e-3), (190, 4.5e-3)]
+    records = [diag(s, r, lr=(9e-4,)) for s, r in bert]
+    assert not any(ss.findings_of(UpdateRatioDetector(), records))
+    assert any(ss.findings_of(UpdateRatioDetector(min_step=0), records))
 
 
 def test_update_ratio_known_limit_from_scratch_too_low():
@@ -258,9 +275,9 @@ def test_update_ratio_no_false_alarm_on_simulated_healthy_runs():
 
 
 def _judged_from(run):
-    """First step at which the schedule is steady (warmup over), where judging starts."""
+    """First step at which the schedule is steady (warmup over) and the early transient is past: judging starts."""
     peak = max(run.lrs)
-    return next(s for s, lr in enumerate(run.lrs) if lr >= peak)
+    return max(UpdateRatioDetector().min_step, next(s for s, lr in enumerate(run.lrs) if lr >= peak))
 
 
 @pytest.mark.parametrize(("factor", "code", "min_rate"), [(100.0, HIGH, 0.8), (0.01, LOW, 0.85)])

@@ -18,7 +18,8 @@ NAN, INF = math.nan, math.inf
 #: A U-shaped validation loss (best 0.62 at epoch 5) under a training loss that keeps falling.
 U_VAL = [1.0, 0.8, 0.7, 0.65, 0.63, 0.62, 0.64, 0.70, 0.78, 0.86]
 FALLING_TRAIN = [0.9 * 0.8**i for i in range(10)]
-#: A slow rise after epoch 5: never far above the noise-scaled sharp threshold, but a Mann-Kendall trend.
+#: A slow rise after epoch 5 with no noise: a Mann-Kendall trend, and above the sharp threshold (the noise of the
+#: settled part, after the initial descent, is ~0.5%) from its fourth rise on.
 SLOW_VAL = [1.0, 0.8, 0.7, 0.65, 0.63, 0.62, 0.63, 0.635, 0.64, 0.65, 0.655, 0.66, 0.67]
 
 
@@ -56,7 +57,7 @@ def test_overfit_fires_on_a_clear_rise_with_the_numbers_in_the_message():
 def test_overfit_fires_on_a_slow_rise_through_either_path():
     records = sim.records_from(val_loss=SLOW_VAL, train_loss=[0.9 * 0.8**i for i in range(13)])
     found = sim.replay(OverfittingDetector(), records)
-    assert fired(found) == [12]
+    assert fired(found) == [10, 11, 12]
     ev = found[-1].evidence
     assert (
         ev["p_increasing"] == pytest.approx(mann_kendall(SLOW_VAL[-8:]).p_increasing)
@@ -66,7 +67,7 @@ def test_overfit_fires_on_a_slow_rise_through_either_path():
     # The trend alone (sharp path switched off) and the magnitude alone (trend test switched off) both see it;
     # with neither, nothing fires.
     assert fired(sim.replay(OverfittingDetector(sharp_factor=100.0), records)) == [12]
-    assert fired(sim.replay(OverfittingDetector(alpha=1e-9), records)) == [12]
+    assert fired(sim.replay(OverfittingDetector(alpha=1e-9), records)) == [10, 11, 12]
     assert fired(sim.replay(OverfittingDetector(sharp_factor=100.0, alpha=1e-9), records)) == []
 
 
@@ -372,8 +373,8 @@ def test_overfit_false_alarms_on_healthy_runs():
     alarms = {noise: 0 for noise in NOISES}
     for noise, run in healthy_runs():
         alarms[noise] += sim.first_index(sim.replay(OverfittingDetector(), run.records)) is not None
-    # Measured: 0, 0, 0 and 1 alarm in 200 runs at 0.5%, 1%, 2% and 5% noise (0.5% over 3200 runs with more
-    # seeds and class balances). The bound is the brief's 2% per noise level.
+    # Measured: 0, 0, 0 and 3 alarms in 200 runs at 0.5%, 1%, 2% and 5% noise since the noise is measured after
+    # the initial descent (0, 0, 0 and 1 on the whole series). The bound is the brief's 2% per noise level.
     assert all(count <= 4 for count in alarms.values()), alarms
     assert sum(alarms.values()) <= 4, alarms
 

@@ -36,6 +36,21 @@ HEALTHY_MARGIN = 0.01
 #: Smallest support of a class that is never predicted: with 5 samples and a recall of 0.5,
 #: 0 predictions by chance has probability 0.5**5 = 3%, and on two evaluations in a row 0.1%.
 MIN_SUPPORT_PREDICTED = 5
+#: Share of the planned training before which nothing is reported: undertrained models learn the easy
+#: classes first and flicker between the others.
+MIN_PROGRESS = 0.2
+#: With the progress unknown, evaluations before which nothing is reported.
+MIN_EVALUATIONS = 3
+#: A class counts as learned once its recall reached this, and the other classes must reach it on average
+#: for the aggregate to look healthy (a class at zero among classes still at 0.3 is an undertrained model).
+LEARNED = 0.5
+#: A class that was never learned is reported as INFO ("not learned yet") before this share of training and
+#: as WARNING from it on. Minority classes are learned late: on the zoo's healthy support-ticket runs (a 2-layer
+#: BERT from scratch, the 5% class) the minority class is first predicted at 40-47% of training. A class that
+#: was learned and is lost again is a WARNING at once.
+WARN_PROGRESS = 0.5
+#: With the progress unknown, evaluations from which a never-learned class is a WARNING.
+WARN_EVALUATIONS = 6
 
 
 def _at(epoch: int | None, index: int) -> str:
@@ -45,6 +60,19 @@ def _at(epoch: int | None, index: int) -> str:
 def _names(record: EvalRecord, count: int) -> list[str]:
     names = [str(n) for n in record.class_names]
     return names + [str(k) for k in range(len(names), count)]
+
+
+def _progressed(record: EvalRecord, fraction: float, evaluations: int, count: int) -> bool:
+    """Whether training got past ``fraction`` of its plan (``count >= evaluations`` when the plan is unknown)."""
+    progress = record.progress
+    if isinstance(progress, (int, float)) and not isinstance(progress, bool) and math.isfinite(progress):
+        return progress >= fraction
+    return count >= evaluations
+
+
+def _when(record: EvalRecord) -> str:
+    progress = finite_or_none(record.progress)
+    return f" at {100 * progress:.0f}% of training" if progress is not None else ""
 
 
 def _column(per_class: Mapping[str, Sequence[float]], key: str) -> list[float | None]:
@@ -64,6 +92,11 @@ class ClassCollapseDetector(Detector):
     run as a whole failed, ``FW-FAILED-RUN``). A class predicted for no sample at all is left to
     ``FW-CLASS-NEVER-PREDICTED``.
 
+    Severity: WARNING when the class was learned (its best recall reached ``others_learned``) and is lost, or
+    fell significantly; a class near zero that was never learned is INFO ("not learned yet") before
+    ``warn_progress`` of training (``warn_evaluations`` evaluations when the progress is unknown), WARNING
+    from then on: minority classes are learned late (see :data:`WARN_PROGRESS`).
+
     ``subject`` is the class name. When several classes collapse, each evaluation reports the one
     reported least often so far (the worst on ties), so every cause reaches the Monitor; the evidence
     lists them all.
@@ -80,6 +113,8 @@ class ClassCollapseDetector(Detector):
         min_z: ... when the two-proportion z statistic of the fall is at least this.
         confirmations: Consecutive evaluations the condition must hold.
         healthy_margin: Margin above the majority baseline for accuracy to look healthy.
+        warn_progress: Share of training from which a never-learned class is a WARNING.
+        warn_evaluations: Evaluations from which a never-learned class is a WARNING when the progress is unknown.
 
     Raises:
         ValueError: If a count is not positive or a fraction not in [0, 1].
@@ -113,14 +148,18 @@ class ClassCollapseDetector(Detector):
         min_z: float = MIN_Z,
         confirmations: int = CONFIRMATIONS,
         healthy_margin: float = HEALTHY_MARGIN,
-        min_progress: float = 0.2,
-        min_evaluations: int = 3,
-        others_learned: float = 0.5,
+        min_progress: float = MIN_PROGRESS,
+        min_evaluations: int = MIN_EVALUATIONS,
+        others_learned: float = LEARNED,
+        warn_progress: float = WARN_PROGRESS,
+        warn_evaluations: int = WARN_EVALUATIONS,
     ) -> None:
         self.min_support = v.check_positive_int("min_support", min_support)
         self.min_progress = v.check_fraction("min_progress", min_progress)
         self.min_evaluations = v.check_positive_int("min_evaluations", min_evaluations)
         self.others_learned = v.check_fraction("others_learned", others_learned)
+        self.warn_progress = v.check_fraction("warn_progress", warn_progress)
+        self.warn_evaluations = v.check_positive_int("warn_evaluations", warn_evaluations)
         self.near_zero = v.check_fraction("near_zero", near_zero)
         self.drop_ratio = v.check_fraction("drop_ratio", drop_ratio)
         self.min_z = v.check_positive_float("min_z", min_z)
@@ -140,13 +179,8 @@ class ClassCollapseDetector(Detector):
         names = _names(record, len(values))
         label = _at(record.epoch, self.evaluations - 1)
         healthy = self._aggregate_healthy(record.val)
-        # Early in training a class's recall is not (yet) a collapse: undertrained models learn the easy
-        # classes first and flicker between the others.
-        early = (
-            record.progress < self.min_progress
-            if isinstance(record.progress, (int, float)) and math.isfinite(record.progress)
-            else self.evaluations < self.min_evaluations
-        )
+        early = not _progressed(record, self.min_progress, self.min_evaluations, self.evaluations)
+        late = _progressed(record, self.warn_progress, self.warn_evaluations, self.evaluations)
         collapsed: dict[str, dict[str, Any]] = {}
         for k, (name, value) in enumerate(zip(names, values)):
             n = support[k] if k < len(support) else None
@@ -159,18 +193,21 @@ class ClassCollapseDetector(Detector):
             holds = cause is not None and healthy and not never
             self.streak[name] = self.streak.get(name, 0) + 1 if holds else 0
             if holds and self.streak[name] >= self.confirmations:
+                learned = best is not None and best[0] >= self.others_learned
                 collapsed[name] = {
                     "value": value,
                     "support": n,
                     "cause": cause,
                     "best": None if best is None else best[0],
                     "best_at": None if best is None else best[2],
+                    "learned": learned,
+                    "severity": Severity.WARNING if cause == "fallen" or learned or late else Severity.INFO,
                 }
             if best is None or value > best[0]:
                 self.best[name] = [value, n, label]
         if not collapsed:
             return None
-        subject = min(collapsed, key=lambda c: (self.reports.get(c, 0), collapsed[c]["value"]))
+        subject = min(collapsed, key=lambda c: (-collapsed[c]["severity"], self.reports.get(c, 0), collapsed[c]["value"]))
         self.reports[subject] = self.reports.get(subject, 0) + 1
         return self._finding(record, metric, subject, collapsed)
 
@@ -215,7 +252,15 @@ class ClassCollapseDetector(Detector):
         accuracy = finite_or_none(record.val.get("accuracy"))
         if accuracy is not None:
             what += f" while accuracy looks healthy at {accuracy:.3f}"
-        what += ": the class is collapsing and the aggregate metrics hide it"
+        if c["cause"] == "fallen" or c["learned"]:
+            what += ": the class is collapsing and the aggregate metrics hide it"
+        elif c["severity"] is Severity.WARNING:
+            what += f"{_when(record)}: the model has not learned this class, and the aggregate metrics hide it"
+        else:
+            what += (
+                f"{_when(record)}: the model has not learned this class yet; minority classes are often learned "
+                f"late, so this becomes a warning if it persists"
+            )
         others = sorted(set(collapsed) - {subject})
         if others:
             what += f" (also collapsing: {', '.join(others)})"
@@ -226,12 +271,14 @@ class ClassCollapseDetector(Detector):
             "support": c["support"],
             "best": c["best"],
             "cause": c["cause"],
+            "learned": c["learned"],
             "accuracy": accuracy,
+            "progress": finite_or_none(record.progress),
             "collapsed_classes": sorted(collapsed),
         }
         return Finding(
             code="FW-CLASS-COLLAPSE",
-            severity=Severity.WARNING,
+            severity=c["severity"],
             step=int(record.step),
             epoch=record.epoch,
             message=what,
@@ -244,35 +291,44 @@ class ClassCollapseDetector(Detector):
 class NeverPredictedDetector(Detector):
     """``FW-CLASS-NEVER-PREDICTED``: a class with validation samples that the model predicts for no sample.
 
-    Reported when it persists: the same class unpredicted on ``confirmations`` consecutive evaluations,
-    and not while training has barely begun (before ``min_progress`` of the planned steps when that is
-    known, else before ``min_evaluations`` evaluations): an undertrained model predicts few classes. Classes with fewer than ``min_support`` samples
-    are skipped (see :data:`MIN_SUPPORT_PREDICTED`). One finding lists every such class (``subject`` is
-    empty: one cause, "the model ignores classes", updated as the set changes).
+    Reported when it persists: the same class unpredicted on ``confirmations`` consecutive evaluations, not
+    while training has barely begun (before ``min_progress`` of the planned steps when that is known, else
+    before ``min_evaluations`` evaluations), and only while the other classes are learned (their mean recall
+    at least ``others_learned``, when recalls are reported): an undertrained model predicts few classes, and a
+    run that learned nothing is ``FW-FAILED-RUN``'s case. Classes with fewer than ``min_support`` samples are
+    skipped (see :data:`MIN_SUPPORT_PREDICTED`). One finding lists every such class (``subject`` is empty: one
+    cause, "the model ignores classes", updated as the set changes).
+
+    Severity: WARNING when a class that was learned (recall at least ``others_learned`` at some evaluation)
+    is no longer predicted, or from ``warn_progress`` of training on (``warn_evaluations`` evaluations when
+    the progress is unknown); before that a class never learned is INFO, "not learned yet": minority classes
+    are learned late (see :data:`WARN_PROGRESS`).
 
     Args:
         min_support: Smallest number of validation samples of a class for it to be judged.
         confirmations: Consecutive evaluations a class must go unpredicted; at least 2.
         min_progress: Share of the planned training before which nothing is reported (when known).
         min_evaluations: Evaluations before which nothing is reported when the progress is unknown.
-        others_learned: The mean recall of the other classes (with enough support, not near zero themselves)
-            must reach this for the average to "look healthy": a class at zero among classes still at 0.3 is an
-            undertrained model.
+        others_learned: The mean recall of the other judged classes must reach this; a class whose recall
+            reached it counts as learned.
+        warn_progress: Share of training from which a never-learned class is a WARNING.
+        warn_evaluations: Evaluations from which a never-learned class is a WARNING when the progress is unknown.
 
     Raises:
-        ValueError: If ``min_support`` is not positive or ``confirmations`` < 2.
-        TypeError: If an argument is not an int.
+        ValueError: If ``min_support`` is not positive, ``confirmations`` < 2 or a fraction not in [0, 1].
+        TypeError: If an argument has the wrong type.
 
     >>> det = NeverPredictedDetector()
-    >>> def record(i, predicted):
-    ...     return EvalRecord(step=i, epoch=i, val={},
-    ...                       val_per_class={"support": [50, 30, 20], "predicted": predicted},
+    >>> def record(i, predicted, recall):
+    ...     return EvalRecord(step=i, epoch=i, val={}, progress=(i + 1) / 8,
+    ...                       val_per_class={"support": [50, 30, 20], "predicted": predicted, "recall": recall},
     ...                       class_names=["a", "b", "c"])
-    >>> [det.update(record(i, p)) is not None for i, p in enumerate([[60, 40, 0], [70, 30, 0], [75, 25, 0]])]
-    [False, False, True]
-    >>> print(det.update(record(3, [80, 20, 0])).message)  # doctest: +NORMALIZE_WHITESPACE
-    class 'c' (20 validation samples) was predicted for no validation sample in the last 4 evaluations:
-    the model has not learned to predict it
+    >>> rows = [([60, 40, 0], [0.9, 0.8, 0.0])] * 4
+    >>> [None if (f := det.update(record(i, *r))) is None else f.severity.name for i, r in enumerate(rows)]
+    [None, 'INFO', 'INFO', 'WARNING']
+    >>> print(det.update(record(4, [80, 20, 0], [0.95, 0.6, 0.0])).message)  # doctest: +NORMALIZE_WHITESPACE
+    class 'c' (20 validation samples) was predicted for no validation sample in the last 5 evaluations
+    (at 62% of training): the model has not learned to predict it
     """
 
     name: ClassVar[str] = "never_predicted"
@@ -283,67 +339,97 @@ class NeverPredictedDetector(Detector):
         *,
         min_support: int = MIN_SUPPORT_PREDICTED,
         confirmations: int = CONFIRMATIONS,
-        min_progress: float = 0.2,
-        min_evaluations: int = 3,
+        min_progress: float = MIN_PROGRESS,
+        min_evaluations: int = MIN_EVALUATIONS,
+        others_learned: float = LEARNED,
+        warn_progress: float = WARN_PROGRESS,
+        warn_evaluations: int = WARN_EVALUATIONS,
     ) -> None:
         self.min_support = v.check_positive_int("min_support", min_support)
         self.min_progress = v.check_fraction("min_progress", min_progress)
         self.min_evaluations = v.check_positive_int("min_evaluations", min_evaluations)
-        self.evaluations = 0
-        self.ever_predicted: list[str] = []
+        self.others_learned = v.check_fraction("others_learned", others_learned)
+        self.warn_progress = v.check_fraction("warn_progress", warn_progress)
+        self.warn_evaluations = v.check_positive_int("warn_evaluations", warn_evaluations)
         self.confirmations = v.check_positive_int("confirmations", confirmations)
         if confirmations < 2:
             raise ValueError(
                 f"Expected `confirmations` to be at least 2 (the first evaluation alone never decides), "
                 f"but got {confirmations}."
             )
+        self.evaluations = 0
+        self.learned: list[str] = []  # classes whose recall reached `others_learned` at some evaluation
         self.streak: dict[str, int] = {}
 
     def update(self, record: EvalRecord) -> Finding | None:  # type: ignore[override]
         per_class = record.val_per_class
         support, predicted = _column(per_class, "support"), _column(per_class, "predicted")
+        recall = _column(per_class, "recall")
         names = _names(record, len(support))
         self.evaluations += 1
         unpredicted = {}
         for k, (name, n) in enumerate(zip(names, support)):
             p = predicted[k] if k < len(predicted) else None
+            r = recall[k] if k < len(recall) else None
             holds = n is not None and n >= self.min_support and p == 0
-            if p is not None and p > 0 and name not in self.ever_predicted:
-                self.ever_predicted.append(name)
+            if r is not None and r >= self.others_learned and name not in self.learned:
+                self.learned.append(name)
             self.streak[name] = self.streak.get(name, 0) + 1 if holds else 0
             if holds and self.streak[name] >= self.confirmations:
                 unpredicted[name] = (n, self.streak[name])
-        early = (
-            record.progress < self.min_progress
-            if isinstance(record.progress, (int, float)) and math.isfinite(record.progress)
-            else self.evaluations < self.min_evaluations
-        )
-        if not unpredicted or early:
+        early = not _progressed(record, self.min_progress, self.min_evaluations, self.evaluations)
+        if not unpredicted or early or not self._others_learned(names, support, recall, unpredicted):
             return None
-        stopped = all(c in self.ever_predicted for c in unpredicted)
-        verb = ("has stopped predicting" if stopped else "has not learned to predict")
+        stopped = [c for c in unpredicted if c in self.learned]
+        late = _progressed(record, self.warn_progress, self.warn_evaluations, self.evaluations)
+        severity = Severity.WARNING if stopped or late else Severity.INFO
         listed = ", ".join(f"'{c}' ({n:.0f} validation samples)" for c, (n, _) in unpredicted.items())
         runs = min(r for _, r in unpredicted.values())
-        if len(unpredicted) == 1:
-            text = (
-                f"class {listed} was predicted for no validation sample in the last {runs} evaluations: "
-                f"the model {verb} it"
-            )
+        plural = len(unpredicted) > 1
+        subject = f"classes {listed} were" if plural else f"class {listed} was"
+        progress = finite_or_none(record.progress)
+        when = f" (at {100 * progress:.0f}% of training)" if progress is not None else ""
+        text = (
+            f"{subject} predicted for no validation sample in the last {runs}{' or more' if plural else ''} "
+            f"evaluations{when}: "
+        )
+        them = "them" if plural else "it"
+        if stopped:
+            text += f"the model has stopped predicting {', '.join(repr(c) for c in stopped)} after learning it"
+        elif severity is Severity.WARNING:
+            text += f"the model has not learned to predict {them}"
         else:
-            text = (
-                f"classes {listed} were predicted for no validation sample in the last {runs} or more "
-                f"evaluations: the model {verb} them"
+            text += (
+                f"the model has not learned to predict {them} yet; minority classes are often learned late, so "
+                f"this becomes a warning if it persists"
             )
         evidence = {
             "classes": sorted(unpredicted),
             "support": {c: n for c, (n, _) in unpredicted.items()},
             "evaluations": {c: r for c, (_, r) in unpredicted.items()},
+            "stopped": sorted(stopped),
+            "progress": progress,
         }
         return Finding(
             code="FW-CLASS-NEVER-PREDICTED",
-            severity=Severity.WARNING,
+            severity=severity,
             step=int(record.step),
             epoch=record.epoch,
             message=text,
             evidence=evidence,
         )
+
+    def _others_learned(
+        self,
+        names: Sequence[str],
+        support: Sequence[float | None],
+        recall: Sequence[float | None],
+        unpredicted: Mapping[str, Any],
+    ) -> bool:
+        others = [
+            recall[k]
+            for k, name in enumerate(names)
+            if name not in unpredicted and k < len(recall) and recall[k] is not None
+            and support[k] is not None and support[k] >= self.min_support
+        ]
+        return not others or sum(others) / len(others) >= self.others_learned  # type: ignore[arg-type]

@@ -314,6 +314,7 @@ class LRDecayedDetector(Detector):
         self.train_loss: list[float | None] = []
         self.decayed_run = 0
         self.decay_index = -1
+        self.decay_progress: float | None = None
 
     def update(self, record: EvalRecord) -> Finding | None:  # type: ignore[override]
         self.lr.append([finite_or_none(x) for x in record.lr])
@@ -325,6 +326,7 @@ class LRDecayedDetector(Detector):
             return None
         if self.decayed_run == 0:
             self.decay_index = len(self.lr) - 1
+            self.decay_progress = finite_or_none(record.progress)
         self.decayed_run += 1
         progress = finite_or_none(record.progress)
         if progress is not None:
@@ -340,9 +342,11 @@ class LRDecayedDetector(Detector):
             return None
         peak = max(x for row in self.lr for x in row if x is not None)
         current = max((x for x in self.lr[-1] if x is not None), default=0.0)
+        # When it fell, not where training is now: the finding is updated at every evaluation after.
+        fell_at = self.decay_progress if self.decay_progress is not None else progress
         when = (
-            f"at {100 * progress:.0f}% of training"
-            if progress is not None
+            f"at {100 * fell_at:.0f}% of training"
+            if fell_at is not None
             else (f"and stayed there for {self.decayed_run} evaluations as training went on,")
         )
         text = (
@@ -356,6 +360,7 @@ class LRDecayedDetector(Detector):
             "peak_lr": peak,
             "lr_ratio": ratio,
             "progress": progress,
+            "decay_progress": self.decay_progress,
             "decayed_evaluations": self.decayed_run,
             "improvement_before": gain,
             "series": name,
