@@ -1,0 +1,24 @@
+"""Short real training runs, healthy or with one injected fault, that show what fitwatch catches.
+
+The zoo benchmark (``python -m benchmarks.zoo``) runs all of them; ``fitwatch demo`` trains a healthy and a
+faulty one side by side. Each run is a real Lightning ``Trainer.fit`` on the CPU, deterministic given its
+seed, with :class:`~fitwatch.lightning.FitWatch` attached:
+
+.. code-block:: python
+
+    from fitwatch.scenarios import SCENARIOS, run_scenario
+
+    result = run_scenario("overfit-digits", log_dir="runs/overfit-digits")
+    result.raised["FW-OVERFIT"].evaluation, result.onset   # when it was caught, when it began
+    result.findings                                         # what FitWatch said
+
+Scenario names are the keys of :data:`SCENARIOS`; each names its task, data faults, network, recipe,
+injected fault, the finding codes expected and how its onset is defined.
+
+This package imports Lightning (and, for the ticket task, transformers); ``import fitwatch`` never imports it.
+"""
+
+from fitwatch.scenarios.registry import ONSETS, SCENARIOS, Scenario, get_scenario
+from fitwatch.scenarios.runner import Raised, ScenarioResult, run_scenario
+
+__all__ = ["ONSETS", "SCENARIOS", "Raised", "Scenario", "ScenarioResult", "get_scenario", "run_scenario"]

@@ -1,0 +1,297 @@
+"""The named scenarios of the zoo: what each trains, which fault it injects, what fitwatch should say.
+
+A :class:`Scenario` is plain data: the task and its data faults, the network, the training recipe, an
+optional injected fault (:mod:`fitwatch.scenarios.faults`), the finding codes expected and how the fault's
+onset is placed on the evaluation axis (:data:`ONSETS`). :data:`SCENARIOS` holds them by name.
+
+The healthy runs are what a careful engineer would train: AdamW with weight decay kept off norms and
+biases, dropout, a warmup and a decay to zero at the planned end, a number of epochs that reaches the
+validation optimum without training far past it. They are not tuned to keep fitwatch quiet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fitwatch import _validation as v
+from fitwatch.findings import CATALOGUE
+from fitwatch.scenarios.data import TASKS
+from fitwatch.scenarios.faults import INJECTIONS
+from fitwatch.scenarios.models import ModelSpec, Recipe
+
+__all__ = ["ONSETS", "SCENARIOS", "Scenario", "get_scenario"]
+
+#: How a scenario's onset is placed on the evaluation axis (0-based evaluation index), by name.
+ONSETS: Mapping[str, str] = {
+    "none": "healthy run: no fault",
+    "fit_start": "evaluation 0: the fault is in the set-up",
+    "min_val_loss": "the evaluation of minimum validation loss",
+    "min_val_nll": "the evaluation of minimum validation NLL",
+    "lr_decayed": "the first evaluation at or after the step where the schedule falls below 1% of its peak",
+    "injection": "the first evaluation after the injected fault takes effect",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """One named run of the zoo.
+
+    Args:
+        name: Registry name.
+        task: One of :data:`~fitwatch.scenarios.data.TASKS`.
+        description: The fault in one sentence (for a healthy run, what it trains).
+        expected: Finding codes the run must raise: one code from each group (a group lists equally right
+            diagnoses, e.g. a class at zero recall that is still predicted now and then, or never).
+        accepted: Further codes that are right about this run (a fault has symptoms of more than one
+            kind); any other warning-level code on a faulty run is collateral.
+        onset: Key of :data:`ONSETS`.
+        seeds: Seeds the zoo runs.
+        epochs: Epochs of a full run; ``quick_epochs`` for ``--quick`` and the smoke tests.
+        batch_size: Training batch size.
+        model: The network's size and dropout.
+        recipe: Optimizer, schedule, loss (default: the careful recipe of the healthy runs).
+        train_size: Keep only this many training samples.
+        class_shares: Class frequencies of the data (imbalance).
+        label_noise: Share of training labels flipped.
+        injection: Key of :data:`~fitwatch.scenarios.faults.INJECTIONS`, with ``injection_args``.
+    """
+
+    name: str
+    task: str
+    description: str
+    expected: tuple[tuple[str, ...], ...] = ()
+    accepted: tuple[str, ...] = ()
+    onset: str = "none"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int
+    quick_epochs: int
+    batch_size: int = 32
+    model: ModelSpec = field(default_factory=ModelSpec)
+    recipe: Recipe = field(default_factory=lambda: _CAREFUL)
+    train_size: int | None = None
+    class_shares: tuple[float, ...] | None = None
+    label_noise: float = 0.0
+    injection: str | None = None
+    injection_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        v.check_choice("task", self.task, TASKS)
+        v.check_choice("onset", self.onset, tuple(ONSETS))
+        v.check_positive_int("epochs", self.epochs)
+        v.check_positive_int("quick_epochs", self.quick_epochs)
+        if self.injection is not None:
+            v.check_choice("injection", self.injection, tuple(INJECTIONS))
+        for code in [c for group in self.expected for c in group] + list(self.accepted):
+            if code not in CATALOGUE:
+                raise ValueError(f"Expected finding codes from fitwatch.findings.CATALOGUE, but got {code!r}.")
+        if bool(self.expected) != (self.onset != "none"):
+            raise ValueError(f"Expected a fault scenario to name an onset and a healthy one not to, but got {self.onset!r}.")
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the run has no fault (no expected codes)."""
+        return not self.expected
+
+    @property
+    def expected_text(self) -> str:
+        """The expected codes as one line: groups joined by ``+``, alternatives by ``|``."""
+        return " + ".join("|".join(group) for group in self.expected) or "-"
+
+
+# The careful recipe of the healthy runs: AdamW at the usual 1e-3 for networks trained from scratch,
+# decay 0.01 off norms and biases, 5% warmup, linear decay to zero at the planned end.
+_CAREFUL = Recipe(lr=1e-3, weight_decay=0.01, schedule="linear", warmup=0.05)
+# The same networks with every regularizer off and a constant learning rate: what overfits.
+_PLAIN = Recipe(lr=1e-3, weight_decay=0.0)
+_TICKET_MODEL = ModelSpec(hidden=64, depth=2, dropout=0.1)
+_TICKET_PLAIN = ModelSpec(hidden=64, depth=2, dropout=0.0)
+_OVERFIT_ACCEPTS = ("FW-GAP-WIDENING", "FW-OVERFIT", "FW-OVERFIT-SUBTLE", "FW-CALIBRATION")
+
+
+def _healthy(task: str, seeds: tuple[int, ...], epochs: int, quick: int, what: str, **kwargs: Any) -> Scenario:
+    return Scenario(
+        name=f"healthy-{task.replace('_', '-')}",
+        task=task,
+        description=f"healthy: {what}",
+        seeds=seeds,
+        epochs=epochs,
+        quick_epochs=quick,
+        recipe=_CAREFUL,
+        **kwargs,
+    )
+
+
+_ALL = (
+    _healthy("digits", (0, 1, 2), 20, 6, "MLP 64-128-10, dropout 0.1, AdamW 1e-3, warmup and linear decay"),
+    _healthy("wine", (0, 1, 2), 40, 10, "MLP 13-32-3, dropout 0.1, AdamW 1e-3, warmup and linear decay",
+             model=ModelSpec(hidden=32), batch_size=16),
+    _healthy("breast_cancer", (0, 1, 2), 25, 8, "MLP 30-64-2, dropout 0.1, AdamW 1e-3, warmup and linear decay",
+             model=ModelSpec(hidden=64)),
+    _healthy("tickets", (0, 1, 2), 5, 2, "2-layer BERT (width 64) from scratch, dropout 0.1, AdamW 1e-3, warmup "
+             "and linear decay", model=_TICKET_MODEL),
+    Scenario(
+        name="overfit-tickets",
+        task="tickets",
+        description="plain overfitting: 300 training tickets, no dropout, no weight decay, constant LR, 25 epochs",
+        expected=(("FW-OVERFIT",),),
+        accepted=(*_OVERFIT_ACCEPTS, "FW-CLASS-NEVER-PREDICTED", "FW-CLASS-COLLAPSE"),
+        onset="min_val_loss",
+        epochs=25,
+        quick_epochs=12,
+        batch_size=16,
+        train_size=300,
+        model=_TICKET_PLAIN,
+        recipe=_PLAIN,
+    ),
+    Scenario(
+        name="overfit-breast-cancer",
+        task="breast_cancer",
+        description="plain overfitting: a wide 2-layer MLP, no dropout, no weight decay, 60 epochs",
+        expected=(("FW-OVERFIT",),),
+        accepted=_OVERFIT_ACCEPTS,
+        onset="min_val_loss",
+        epochs=60,
+        quick_epochs=30,
+        model=ModelSpec(hidden=256, depth=2, dropout=0.0),
+        recipe=_PLAIN,
+    ),
+    Scenario(
+        name="subtle-overfit-tickets",
+        task="tickets",
+        description="subtle overfitting: the healthy ticket recipe trained for 15 epochs instead of 5; accuracy "
+        "holds while NLL and ECE rise",
+        expected=(("FW-OVERFIT-SUBTLE",),),
+        accepted=_OVERFIT_ACCEPTS,
+        onset="min_val_nll",
+        epochs=15,
+        quick_epochs=10,
+        model=_TICKET_MODEL,
+    ),
+    Scenario(
+        name="plateau-low-lr-digits",
+        task="digits",
+        description="plateau: plain SGD at lr 1e-4 (an Adam learning rate kept after switching to SGD)",
+        expected=(("FW-PLATEAU",),),
+        # Stuck near chance, the run sits at the majority-class baseline too.
+        accepted=("FW-LR-TOO-LOW", "FW-FAILED-RUN"),
+        onset="fit_start",
+        epochs=15,
+        quick_epochs=8,
+        recipe=Recipe(optimizer="sgd", lr=1e-4, weight_decay=0.0, momentum=0.0),
+    ),
+    Scenario(
+        name="lr-too-high-digits",
+        task="digits",
+        description="learning rate too high: AdamW at 0.05",
+        expected=(("FW-LR-TOO-HIGH",),),
+        # The jumps make the validation loss rise while the training loss falls, and the weights grow.
+        accepted=("FW-LOSS-SPIKES", "FW-DIVERGENCE", "FW-PLATEAU", "FW-FAILED-RUN", "FW-CALIBRATION", "FW-OVERFIT",
+                  "FW-REG-WEIGHT-GROWTH"),
+        onset="fit_start",
+        epochs=15,
+        quick_epochs=6,
+        recipe=Recipe(lr=0.05, weight_decay=0.01),
+    ),
+    Scenario(
+        name="lr-decayed-digits",
+        task="digits",
+        description="schedule ends early: SGD with a linear decay sized for a quarter of the steps (total steps "
+        "divided by an accumulate_grad_batches=4 the Trainer does not use)",
+        expected=(("FW-LR-DECAYED",),),
+        onset="lr_decayed",
+        epochs=16,
+        quick_epochs=12,
+        recipe=Recipe(optimizer="sgd", lr=0.01, weight_decay=0.0, schedule="linear", schedule_steps=0.25),
+    ),
+    Scenario(
+        name="class-collapse-tickets",
+        task="tickets",
+        description="minority class collapse: 'cancellation' is 1% of the tickets; the healthy recipe never learns it",
+        expected=(("FW-CLASS-COLLAPSE", "FW-CLASS-NEVER-PREDICTED"),),
+        onset="fit_start",
+        epochs=5,
+        quick_epochs=3,
+        model=_TICKET_MODEL,
+        class_shares=(0.32, 0.29, 0.22, 0.16, 0.01),
+    ),
+    Scenario(
+        name="label-noise-tickets",
+        task="tickets",
+        description="label noise: 30% of training labels flipped, no regularization, constant LR; the model "
+        "memorizes them",
+        expected=(("FW-OVERFIT",),),
+        # Flipping labels uniformly also shifts the training class mix away from validation's.
+        accepted=(*_OVERFIT_ACCEPTS, "FW-LABEL-SHIFT", "FW-MISLABEL-SUSPECTS"),
+        onset="min_val_loss",
+        epochs=12,
+        quick_epochs=8,
+        model=_TICKET_PLAIN,
+        recipe=_PLAIN,
+        label_noise=0.3,
+    ),
+    Scenario(
+        name="eval-mode-breast-cancer",
+        task="breast_cancer",
+        description="model left in eval mode: a probe callback calls pl_module.eval() after each epoch and never "
+        "switches back",
+        expected=(("FW-REG-EVAL-MODE",),),
+        onset="injection",
+        epochs=10,
+        quick_epochs=3,
+        model=ModelSpec(hidden=64, dropout=0.2),
+        injection="forgets_train_mode",
+    ),
+    Scenario(
+        name="missing-params-wine",
+        task="wine",
+        description="parameters missing from the optimizer: the head is re-initialised after the optimizer was built",
+        expected=(("FW-REG-MISSING-PARAMS",),),
+        # A head that never trains leaves classes unpredicted and can leave the run at the baseline.
+        accepted=("FW-CLASS-NEVER-PREDICTED", "FW-CLASS-COLLAPSE", "FW-FAILED-RUN"),
+        onset="fit_start",
+        epochs=40,
+        quick_epochs=3,
+        batch_size=16,
+        model=ModelSpec(hidden=32),
+        injection="replaces_head",
+    ),
+    Scenario(
+        name="decay-on-norm-tickets",
+        task="tickets",
+        description="weight decay on LayerNorm and biases: plain AdamW(model.parameters(), weight_decay=0.01)",
+        expected=(("FW-REG-DECAY-ON-NORM",),),
+        onset="fit_start",
+        epochs=5,
+        quick_epochs=1,
+        model=_TICKET_MODEL,
+        recipe=Recipe(lr=1e-3, weight_decay=0.01, decay_norm_and_bias=True, schedule="linear", warmup=0.05),
+    ),
+    Scenario(
+        name="nan-digits",
+        task="digits",
+        description="NaN injection: one training batch carries a NaN feature at 40% of training",
+        expected=(("FW-DIVERGENCE",),),
+        accepted=("FW-FAILED-RUN", "FW-CLASS-NEVER-PREDICTED", "FW-CLASS-COLLAPSE"),
+        onset="injection",
+        epochs=10,
+        quick_epochs=4,
+        injection="corrupts_batch",
+        injection_args={"at": 0.4},
+    ),
+)
+
+#: Every scenario by name, healthy ones first.
+SCENARIOS: Mapping[str, Scenario] = {s.name: s for s in _ALL}
+
+
+def get_scenario(name: str) -> Scenario:
+    """The scenario called ``name``.
+
+    Raises:
+        ValueError: If there is none, naming the ones there are.
+    """
+    if name not in SCENARIOS:
+        raise ValueError(f"Expected a scenario name ({', '.join(SCENARIOS)}), but got {name!r}.")
+    return SCENARIOS[name]
