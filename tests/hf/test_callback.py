@@ -12,18 +12,9 @@ from sklearn.metrics import precision_recall_fscore_support
 from transformers import Trainer
 
 from fitwatch.hf import FitWatchCallback
+from tests.references import reference_ece
 
 from .tiny import SequenceData, TokenData, args, sequence_model, token_model
-
-
-def _reference_ece(conf, correct, n_bins=15):
-    ece = 0.0
-    for m in range(1, n_bins + 1):
-        lo, hi = (m - 1) / n_bins, m / n_bins
-        in_bin = (conf > lo) & (conf <= hi) if m > 1 else conf <= hi
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
-    return ece
 
 
 def _predict(model, dataset):
@@ -64,7 +55,7 @@ def test_metrics_equal_a_manual_evaluation_of_the_same_model(trained, event_scal
         assert last(f"per_class/f1/{name}/val") == pytest.approx(f[i], abs=1e-5)
         assert last(f"per_class/support/{name}/val") == s[i]
     conf = probs.max(1).values.double().numpy()
-    assert last("calibration/ece/val") == pytest.approx(_reference_ece(conf, (preds == y).astype(float)), abs=1e-5)
+    assert last("calibration/ece/val") == pytest.approx(reference_ece(conf, (preds == y).astype(float)), abs=1e-5)
     assert last("performance/accuracy/val") == pytest.approx((preds == y).mean(), abs=1e-6)
 
 

@@ -13,19 +13,9 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from fitwatch import FitWatchRuntimeWarning
 from fitwatch.lightning import FitWatch
+from tests.references import reference_ece
 
 from .digits import CLASS_NAMES, DigitsMLP, loaders, trainer
-
-
-def _reference_ece(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
-    """Guo et al. 2017 Eq. 3 with bins ((m-1)/M, m/M]."""
-    ece = 0.0
-    for m in range(1, n_bins + 1):
-        lo, hi = (m - 1) / n_bins, m / n_bins
-        in_bin = (conf > lo) & (conf <= hi) if m > 1 else conf <= hi
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
-    return ece
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +74,7 @@ def test_validation_numbers_equal_an_independent_evaluation(fitted, event_scalar
         assert last(f"per_class/f1/{name}/val") == pytest.approx(f[i], abs=1e-6)
         assert last(f"per_class/support/{name}/val") == s[i]
     conf = torch.softmax(logits, 1).max(1).values.double().numpy()
-    assert last("calibration/ece/val") == pytest.approx(_reference_ece(conf, (preds == y).astype(float)), abs=1e-6)
+    assert last("calibration/ece/val") == pytest.approx(reference_ece(conf, (preds == y).astype(float)), abs=1e-6)
     assert last("performance/accuracy/val") == pytest.approx((preds == y).mean(), abs=1e-6)
     nll = -np.log(probs[np.arange(len(y)), y]).mean()
     assert last("calibration/nll/val") == pytest.approx(nll, abs=1e-5)

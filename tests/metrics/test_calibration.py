@@ -14,21 +14,7 @@ from fitwatch.metrics.calibration import (
     expected_calibration_error,
     maximum_calibration_error,
 )
-
-
-def reference_ece_mce(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> tuple[float, float]:
-    """Guo et al. 2017, Eqs. 3 and 5: bins I_m = ((m-1)/M, m/M], the first bin also holds 0."""
-    n = len(conf)
-    ece, mce = 0.0, 0.0
-    for m in range(1, n_bins + 1):
-        lo, hi = (m - 1) / n_bins, m / n_bins
-        in_bin = (conf > lo) & (conf <= hi) if m > 1 else (conf >= 0) & (conf <= hi)
-        if in_bin.sum() == 0:
-            continue
-        gap = abs(correct[in_bin].mean() - conf[in_bin].mean())
-        ece += in_bin.sum() / n * gap
-        mce = max(mce, gap)
-    return ece, mce
+from tests.references import reference_ece_mce
 
 
 def reference_adaptive_ece(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
