@@ -62,7 +62,8 @@ def test_two_processes_report_what_one_process_reports(lightning):
     counts = Counter(_val_labels())
     for c in range(10):
         assert [v for _, v in reference["history"][f"per_class/support/{c}/val"]] == [counts[c]] * MAX_EPOCHS
-    assert {"FW-PLATEAU", "FW-FAILED-RUN", "FW-CLASS-NEVER-PREDICTED"} <= {f["code"] for f in reference["findings"]}
+    # lr=0 holds the validation loss still (a plateau) at chance accuracy (a failed run): findings to compare.
+    assert {"FW-PLATEAU", "FW-FAILED-RUN"} <= {f["code"] for f in reference["findings"]}
     for rank in (0, 1):
         assert_same_history(reference["history"], two[rank]["history"])
         assert_same_details(reference["details"], two[rank]["details"])

@@ -30,12 +30,6 @@ from tests.lightning.digits import CLASS_NAMES, X, Y, trainer
 #: Every diagnostic on: the full preset (images, per-class for all, data checks with mislabel tracking and
 #: confident mistakes, fingerprint) with the step diagnostics and update ratios at every step.
 FULL = {"config": "configs/fitwatch/full.yaml", "diag_every_n_steps": 1, "log_every_n_steps": 1}
-#: Token-id samples switch the near-duplicate search on; its index draws from Python's `random`.
-RNG_LEAK = pytest.mark.xfail(
-    strict=True,
-    reason="check_splits runs the duplicate search outside preserved_rng (data/split_checks.py) and datasketch's "
-    "MinHashLSH() draws from Python's global `random` (a storage name): the training's random stream moves",
-)
 
 
 class NoisyDigits(torch.utils.data.Dataset):
@@ -179,9 +173,7 @@ def test_lightning_run_is_bit_identical_with_fitwatch(tmp_path, lightning_unwatc
     _assert_identical(watched, lightning_unwatched)
 
 
-@pytest.mark.parametrize(
-    "settings", [pytest.param({}, id="default", marks=RNG_LEAK), pytest.param(FULL, id="every-diagnostic", marks=RNG_LEAK)]
-)
+@pytest.mark.parametrize("settings", [{}, FULL], ids=["default", "every-diagnostic"])
 def test_hf_run_is_bit_identical_with_fitwatch(tmp_path, hf_unwatched, settings):
     cb = FitWatchCallback(**settings)
     with warnings.catch_warnings():
@@ -199,9 +191,9 @@ def test_one_random_draw_is_noticed(tmp_path, lightning_unwatched, hf_unwatched)
     assert _differs(_fit_hf(tmp_path / "hf", [OneRandomDrawHF()]), hf_unwatched)
 
 
-@RNG_LEAK
 def test_data_checks_leave_pythons_random_state_untouched():
-    """The cause of the HF failures above, in isolation: token-id samples, so near duplicates are searched."""
+    """Token-id samples switch the near-duplicate search on, whose index (datasketch's ``MinHashLSH``) draws
+    from Python's ``random``: the checks must give that state back too (it once moved the HF runs above)."""
     state = random.getstate()
     check_splits(NoisySequences(96, 0), NoisySequences(48, 1), DataChecksConfig())
     assert random.getstate() == state
