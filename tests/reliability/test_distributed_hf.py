@@ -95,7 +95,9 @@ def test_samples_repeated_to_complete_the_last_batch_are_not_counted(hf):
 def test_a_stop_on_finding_on_one_rank_stops_every_rank_at_the_same_step(hf):
     _, two = hf(EVEN_SIZE, stop=True)
     assert "FW-DIVERGENCE" in {f["code"] for f in two[1]["findings"]}
-    assert "FW-DIVERGENCE" not in {f["code"] for f in two[0]["findings"]}
+    # Only rank 1's losses held the NaN: rank 0 stopped on rank 1's word.
+    assert [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]] == [0.0] * len(two[0]["history"]["health/nonfinite_loss_steps"])
+    assert 1.0 in [v for _, v in two[1]["history"]["health/nonfinite_loss_steps"]]
     found_at = math.ceil((NAN_STEP + 1) / LOG_EVERY) * LOG_EVERY
     stop_at = math.ceil(found_at / STEPS_PER_EPOCH) * STEPS_PER_EPOCH
     assert two[0]["global_step"] == two[1]["global_step"] == stop_at < EPOCHS * STEPS_PER_EPOCH
