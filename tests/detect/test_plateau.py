@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fitwatch.detect.plateau import LRDecayedDetector, PlateauDetector
+from fitwatch.detect.records import EvalRecord
 from fitwatch.findings import Severity
 
 from . import simulate as sim
@@ -337,3 +338,17 @@ def test_lr_decayed_detects_a_schedule_ending_early(progress_known):
         delays.append(hit - run.onset)
     # Known progress: at the first decayed evaluation; unknown: at the second.
     assert max(delays) == (0 if progress_known else 1)
+
+
+def test_lr_decayed_message_says_when_the_rate_fell():
+    # The finding is updated at every evaluation after the decay; its message keeps the moment of the decay.
+    lrs = [2e-5, 1.5e-5, 1e-5, 5e-6, 0.0, 0.0, 0.0]
+    val = [0.9, 0.7, 0.6, 0.55, 0.53, 0.53, 0.53]
+    det = LRDecayedDetector()
+    found = [
+        det.update(EvalRecord(step=i, epoch=i, val={"loss": x}, lr=[lr], progress=(i + 1) / 20))
+        for i, (x, lr) in enumerate(zip(val, lrs))
+    ]
+    assert [f is not None for f in found] == [False] * 4 + [True] * 3
+    assert all("at 25% of training" in f.message for f in found[4:])
+    assert (found[-1].evidence["decay_progress"], found[-1].evidence["progress"]) == (0.25, 0.35)
