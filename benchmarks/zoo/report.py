@@ -129,7 +129,8 @@ def render(runs: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str
         "- Other warning-level codes on fault runs (neither expected nor accepted): "
         + ("; ".join(f"{k}: {', '.join(v)}" for k, v in s["collateral"].items()) or "none")
         + ".",
-        f"- Training time of all runs: {s['wall_s']:.0f} s.",
+        f"- Training time of all runs: {s['wall_s']:.0f} s"
+        + (f" ({s['elapsed_s']:.0f} s in all, with data preparation)." if "elapsed_s" in s else "."),
     ]
     return "\n".join(lines)
 

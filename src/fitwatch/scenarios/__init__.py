@@ -8,9 +8,13 @@ seed, with :class:`~fitwatch.lightning.FitWatch` attached:
 
     from fitwatch.scenarios import SCENARIOS, run_scenario
 
-    result = run_scenario("overfit-digits", log_dir="runs/overfit-digits")
-    result.raised["FW-OVERFIT"].evaluation, result.onset   # when it was caught, when it began
-    result.findings                                         # what FitWatch said
+    result = run_scenario("subtle-overfit-tickets", log_dir="runs/subtle-overfit-tickets")
+    result.raised["FW-OVERFIT-SUBTLE"].evaluation, result.onset   # when it was caught, when it began
+    result.findings                                               # what FitWatch said
+
+Runs with a ``log_dir`` write TensorBoard files, ``findings.jsonl`` and a checkpoint after every epoch, and
+continue from that checkpoint when called again (``resume=True``); ``progress_bar=True`` shows Lightning's
+progress bar and ``callbacks=[...]`` adds your own (a progress display of your own, for example).
 
 Scenario names are the keys of :data:`SCENARIOS`; each names its task, data faults, network, recipe,
 injected fault, the finding codes expected and how its onset is defined.

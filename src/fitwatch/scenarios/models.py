@@ -197,9 +197,7 @@ class ScenarioModule(pl.LightningModule):
         return self._step(batch)
 
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
-        with torch.no_grad():
-            out = self._step(batch)
-        return {"loss": out["loss"], "logits": out["logits"]}
+        return self._step(batch)
 
     def configure_optimizers(self) -> Any:
         r = self.recipe

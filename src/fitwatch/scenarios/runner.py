@@ -205,8 +205,8 @@ def evaluation_at(step: int, evaluation_steps: Sequence[int]) -> int:
 
 
 @contextlib.contextmanager
-def _quiet_threads(threads: int | None) -> Iterator[None]:
-    """Fewer torch threads and no Lightning banner lines during a run; both restored afterwards."""
+def _run_settings(threads: int | None) -> Iterator[None]:
+    """``threads`` torch threads and no Lightning banner lines during a run; both restored afterwards."""
     lightning_log = logging.getLogger("lightning.pytorch")
     level, before = lightning_log.level, torch.get_num_threads()
     lightning_log.setLevel(logging.WARNING)
@@ -258,7 +258,7 @@ def run_scenario(
     directory = None if log_dir is None else Path(log_dir)
     # Without a log directory, FitWatch's files (TensorBoard events, findings.jsonl) go to a scratch directory
     # removed after the run, rather than to Lightning's default of the working directory.
-    with _quiet_threads(threads), tempfile.TemporaryDirectory(prefix="fitwatch-scenario-") as scratch:
+    with _run_settings(threads), tempfile.TemporaryDirectory(prefix="fitwatch-scenario-") as scratch:
         root = directory if directory is not None else Path(scratch)
         pl.seed_everything(seed, verbose=False)
         data = load_task(
