@@ -41,12 +41,10 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         warning-level finding on a healthy run), ``collateral`` (warning-level codes a fault run raised that
         its scenario neither expects nor accepts), ``wall_s`` (total training time).
 
-    >>> runs = [
-    ...     {"scenario": "a", "seed": 0, "healthy": False, "detected": True, "delay": 1, "false_alarms": [], "wall_s": 2},
-    ...     {"scenario": "b", "seed": 0, "healthy": False, "detected": True, "delay": 4, "false_alarms": [], "wall_s": 2},
-    ...     {"scenario": "h", "seed": 0, "healthy": True, "detected": True, "delay": None, "false_alarms": ["FW-PLATEAU"],
-    ...      "wall_s": 1},
-    ... ]
+    >>> def run(name, healthy, delay, false_alarms=()):
+    ...     return {"scenario": name, "seed": 0, "healthy": healthy, "detected": True, "delay": delay,
+    ...             "false_alarms": list(false_alarms), "wall_s": 2}
+    >>> runs = [run("a", False, 1), run("b", False, 4), run("h", True, None, ["FW-PLATEAU"])]
     >>> s = summarize(runs)
     >>> s["detected"], s["median_delay"], s["healthy_with_false_alarm"], s["false_alarms"]
     (2, 2.5, 1, {'h/0': ['FW-PLATEAU']})
@@ -54,8 +52,12 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     faults = [r for r in runs if not r["healthy"]]
     healthy = [r for r in runs if r["healthy"]]
     delays = [r["delay"] for r in faults if r["detected"] and r["delay"] is not None]
-    false_alarms = {f"{r['scenario']}/{r['seed']}": list(r["false_alarms"]) for r in healthy if r["false_alarms"]}
-    collateral = {f"{r['scenario']}/{r['seed']}": list(r["false_alarms"]) for r in faults if r["false_alarms"]}
+    false_alarms = {
+        f"{r['scenario']}/{r['seed']}": list(r["false_alarms"]) for r in healthy if r["false_alarms"]
+    }
+    collateral = {
+        f"{r['scenario']}/{r['seed']}": list(r["false_alarms"]) for r in faults if r["false_alarms"]
+    }
     return {
         "fault_runs": len(faults),
         "detected": sum(1 for r in faults if r["detected"]),
@@ -124,7 +126,11 @@ def render(runs: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str
         + f"; median detection **{delay} evaluations** after onset.",
         f"- Healthy runs with a warning-level finding (false alarm): **{s['healthy_with_false_alarm']} of "
         f"{s['healthy_runs']}**"
-        + (": " + "; ".join(f"{k}: {', '.join(v)}" for k, v in s["false_alarms"].items()) if s["false_alarms"] else "")
+        + (
+            ": " + "; ".join(f"{k}: {', '.join(v)}" for k, v in s["false_alarms"].items())
+            if s["false_alarms"]
+            else ""
+        )
         + ".",
         "- Other warning-level codes on fault runs (neither expected nor accepted): "
         + ("; ".join(f"{k}: {', '.join(v)}" for k, v in s["collateral"].items()) or "none")

@@ -4,7 +4,6 @@ classes at once, state round trips and simulated false-alarm / detection rates."
 from __future__ import annotations
 
 import dataclasses
-
 import math
 
 import pytest
@@ -117,16 +116,20 @@ def test_collapse_table(pos, kwargs, expected):
     ],
 )
 def test_collapse_tells_a_class_not_learned_yet_from_a_lost_one(pos, progress, severities):
-    records = [dataclasses.replace(rec(i, r), progress=p) for i, (r, p) in enumerate(zip(recalls(pos), progress))]
+    records = [
+        dataclasses.replace(rec(i, r), progress=p) for i, (r, p) in enumerate(zip(recalls(pos), progress))
+    ]
     found = sim.replay(ClassCollapseDetector(), records)
     assert [None if f is None else f.severity.name for f in found] == severities
     messages = [f.message for f in found if f is not None]
     if severities[2] == "INFO":
         assert messages[0].endswith(
-            "at 30% of training: the model has not learned this class yet; minority classes are often learned "
-            "late, so this becomes a warning if it persists"
+            "at 30% of training: the model has not learned this class yet; minority classes are often "
+            "learned late, so this becomes a warning if it persists"
         )
-        assert messages[-1].endswith("at 60% of training: the model has not learned this class, and the aggregate metrics hide it")
+        assert messages[-1].endswith(
+            "at 60% of training: the model has not learned this class, and the aggregate metrics hide it"
+        )
     else:
         assert all(m.endswith("the class is collapsing and the aggregate metrics hide it") for m in messages)
 
@@ -208,7 +211,10 @@ def test_never_predicted_waits_for_training_to_get_going(progress, expected):
 
 def test_never_predicted_says_whether_the_class_was_learned():
     # Recall 0.5 at the first evaluation: learned, then lost; a WARNING at once.
-    learned = [rec(i, (0.9, 0.8, r), predicted=p) for i, (r, p) in enumerate([(0.5, (300, 100, 40))] + [(0.0, (330, 110, 0))] * 3)]
+    learned = [
+        rec(i, (0.9, 0.8, r), predicted=p)
+        for i, (r, p) in enumerate([(0.5, (300, 100, 40))] + [(0.0, (330, 110, 0))] * 3)
+    ]
     never = [rec(i, (0.9, 0.8, 0.0), predicted=(330, 110, 0)) for i in range(4)]
     stopped = sim.replay(NeverPredictedDetector(), learned)[-1]
     assert stopped.severity is Severity.WARNING and stopped.evidence["stopped"] == ["pos"]
@@ -216,8 +222,8 @@ def test_never_predicted_says_whether_the_class_was_learned():
     not_yet = sim.replay(NeverPredictedDetector(), never)[-1]
     assert not_yet.severity is Severity.INFO
     assert not_yet.message.endswith(
-        "the model has not learned to predict it yet; minority classes are often learned late, so this becomes "
-        "a warning if it persists"
+        "the model has not learned to predict it yet; minority classes are often learned late, so this "
+        "becomes a warning if it persists"
     )
 
 

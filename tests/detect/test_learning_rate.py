@@ -122,7 +122,8 @@ def test_update_ratio_is_persistent_geometric_mean(sequence, fires):
 def test_update_ratio_median_block_speaks_and_worst_block_is_named():
     one_wild_block = {"head": 5.0, "a": 1e-3, "b": 1e-3}
     assert (
-        ss.findings_of(UpdateRatioDetector(), [diag(50 * (i + 1), one_wild_block) for i in range(5)]) == [None] * 5
+        ss.findings_of(UpdateRatioDetector(), [diag(50 * (i + 1), one_wild_block) for i in range(5)])
+        == [None] * 5
     )
     high = {"a": 3e-2, "b": 4e-2, "head": 1e-3}
     found = ss.findings_of(UpdateRatioDetector(), [diag(50 * (i + 1), high) for i in range(4)])[-1]
@@ -242,7 +243,9 @@ def test_update_ratio_on_a_measured_fine_tune_scaled_100x():
     high = ss.minilm_records(ratio_factor=100.0)
     # Known limit of this 200-step run: its steady phase is steps 20-100 (warmup before, lr under half the
     # peak from 120), almost all of it inside the early transient (`min_step=100`): no verdict either way.
-    assert not any(ss.findings_of(UpdateRatioDetector(), low)) and not any(ss.findings_of(UpdateRatioDetector(), high))
+    assert not any(ss.findings_of(UpdateRatioDetector(), low)) and not any(
+        ss.findings_of(UpdateRatioDetector(), high)
+    )
     # Without the transient horizon, 40, 60 and 80 are judged and both are caught by step 80.
     assert codes(ss.findings_of(UpdateRatioDetector(min_step=0), low)) == [None] * 4 + [LOW, LOW] + [None] * 4
     assert codes(ss.findings_of(UpdateRatioDetector(min_step=0), high)) == [None] * 4 + [HIGH] + [None] * 5
@@ -251,8 +254,20 @@ def test_update_ratio_on_a_measured_fine_tune_scaled_100x():
 def test_update_ratio_skips_the_early_transient_of_training_from_scratch():
     # Measured on the zoo's healthy 2-layer BERT trained from scratch (AdamW 1e-3, 5% warmup, diagnostics
     # every 10 steps): median ratio per record. 1e-2 .. 1.1e-2 at steps 50-90, then it settles.
-    bert = [(10, 3.0e-3), (30, 4.6e-3), (50, 9.9e-3), (60, 1.05e-2), (70, 1.1e-2), (80, 1.05e-2), (90, 9.9e-3),
-            (110, 6.7e-3), (130, 6.9e-3), (150, 4.4e-3), (170, 6.4e-3), (190, 4.5e-3)]
+    bert = [
+        (10, 3.0e-3),
+        (30, 4.6e-3),
+        (50, 9.9e-3),
+        (60, 1.05e-2),
+        (70, 1.1e-2),
+        (80, 1.05e-2),
+        (90, 9.9e-3),
+        (110, 6.7e-3),
+        (130, 6.9e-3),
+        (150, 4.4e-3),
+        (170, 6.4e-3),
+        (190, 4.5e-3),
+    ]
     records = [diag(s, r, lr=(9e-4,)) for s, r in bert]
     assert not any(ss.findings_of(UpdateRatioDetector(), records))
     assert any(ss.findings_of(UpdateRatioDetector(min_step=0), records))
@@ -275,7 +290,7 @@ def test_update_ratio_no_false_alarm_on_simulated_healthy_runs():
 
 
 def _judged_from(run):
-    """First step at which the schedule is steady (warmup over) and the early transient is past: judging starts."""
+    """First step at which the schedule is steady (warmup over) and the early transient past: judging starts."""
     peak = max(run.lrs)
     return max(UpdateRatioDetector().min_step, next(s for s, lr in enumerate(run.lrs) if lr >= peak))
 

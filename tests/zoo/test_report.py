@@ -37,7 +37,12 @@ def test_summary_counts_detections_delays_and_false_alarms():
         run("c", detected=False, raised={}),
         run("d", delay=2, false_alarms=["FW-PLATEAU"]),
         run("h", healthy=True, raised={"FW-GAP-WIDENING": {"severity": "info"}}),
-        run("g", healthy=True, raised={"FW-CALIBRATION": {"severity": "warning"}}, false_alarms=["FW-CALIBRATION"]),
+        run(
+            "g",
+            healthy=True,
+            raised={"FW-CALIBRATION": {"severity": "warning"}},
+            false_alarms=["FW-CALIBRATION"],
+        ),
     ]
     s = summarize(runs)
     assert (s["fault_runs"], s["detected"], s["missed"]) == (4, 3, ["c/0"])
@@ -51,7 +56,9 @@ def test_table_has_one_row_per_run_with_expected_codes_in_bold_and_anchor_offset
     runs = [run("overfit", delay=2), run("healthy-x", healthy=True, raised={})]
     table = render(runs, summarize(runs))
     lines = table.splitlines()
-    assert lines[0].startswith("| scenario | seed | expected | codes raised (severity) | onset | detected at (delay) |")
+    assert lines[0].startswith(
+        "| scenario | seed | expected | codes raised (severity) | onset | detected at (delay) |"
+    )
     rows = [line for line in lines[2:] if line.startswith("| ")]
     assert len(rows) == 2
     assert "**FW-X (W)**" in rows[0] and "| 3 (+2) |" in rows[0] and "| 5 (+4) |" in rows[0]
@@ -69,7 +76,10 @@ def test_write_between_markers_keeps_the_rest_of_the_page(tmp_path):
     assert text.count(START_MARKER) == 1 and text.count(END_MARKER) == 1
     fresh = tmp_path / "docs" / "new.md"
     write_between_markers(fresh, "table")
-    assert fresh.read_text().startswith("# Benchmarks") and f"{START_MARKER}\ntable\n{END_MARKER}" in fresh.read_text()
+    assert (
+        fresh.read_text().startswith("# Benchmarks")
+        and f"{START_MARKER}\ntable\n{END_MARKER}" in fresh.read_text()
+    )
 
 
 def test_run_one_adds_the_anchors_to_a_real_quick_run():
@@ -99,3 +109,15 @@ def test_doctests_pass():
     from benchmarks.zoo import report
 
     assert doctest.testmod(report).failed == 0
+
+
+def test_render_rewrites_the_docs_from_saved_results_without_training(tmp_path, monkeypatch, capsys):
+    from benchmarks import zoo
+
+    runs = [run("overfit", delay=2), run("healthy-x", healthy=True, raised={})]
+    (tmp_path / "results.json").write_text(json.dumps({"summary": summarize(runs), "runs": runs}))
+    monkeypatch.setattr(zoo, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(zoo, "DOCS", tmp_path / "benchmarks.md")
+    assert main(["--render"]) == 0
+    assert "| overfit | 0 |" in capsys.readouterr().out
+    assert "| healthy-x | 0 |" in (tmp_path / "benchmarks.md").read_text()

@@ -134,7 +134,12 @@ def test_data_faults_change_the_training_part_only():
 
 def test_recipes_build_the_param_groups_they_describe():
     careful = ScenarioModule(TabularMLP(4, 3, ModelSpec(hidden=8)), Recipe(weight_decay=0.01))
-    plain = ScenarioModule(TabularMLP(4, 3, ModelSpec(hidden=8)), Recipe(weight_decay=0.01, decay_norm_and_bias=True))
+    plain = ScenarioModule(
+        TabularMLP(4, 3, ModelSpec(hidden=8)), Recipe(weight_decay=0.01, decay_norm_and_bias=True)
+    )
     groups = careful.configure_optimizers().param_groups
-    assert [(g["name"], g["weight_decay"], len(g["params"])) for g in groups] == [("decay", 0.01, 2), ("no_decay", 0.0, 2)]
+    assert [(g["name"], g["weight_decay"], len(g["params"])) for g in groups] == [
+        ("decay", 0.01, 2),
+        ("no_decay", 0.0, 2),
+    ]
     assert [g["weight_decay"] for g in plain.configure_optimizers().param_groups] == [0.01]

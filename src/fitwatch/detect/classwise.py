@@ -45,9 +45,9 @@ MIN_EVALUATIONS = 3
 #: for the aggregate to look healthy (a class at zero among classes still at 0.3 is an undertrained model).
 LEARNED = 0.5
 #: A class that was never learned is reported as INFO ("not learned yet") before this share of training and
-#: as WARNING from it on. Minority classes are learned late: on the zoo's healthy support-ticket runs (a 2-layer
-#: BERT from scratch, the 5% class) the minority class is first predicted at 40-47% of training. A class that
-#: was learned and is lost again is a WARNING at once.
+#: as WARNING from it on. Minority classes are learned late: on the zoo's healthy support-ticket runs (a
+#: 2-layer BERT from scratch, the 5% class) the minority class was first predicted at 40-60% of training.
+#: A class that was learned and is lost again is a WARNING at once.
 WARN_PROGRESS = 0.5
 #: With the progress unknown, evaluations from which a never-learned class is a WARNING.
 WARN_EVALUATIONS = 6
@@ -63,7 +63,7 @@ def _names(record: EvalRecord, count: int) -> list[str]:
 
 
 def _progressed(record: EvalRecord, fraction: float, evaluations: int, count: int) -> bool:
-    """Whether training got past ``fraction`` of its plan (``count >= evaluations`` when the plan is unknown)."""
+    """Whether training got past ``fraction`` of its plan (``count >= evaluations`` without a plan)."""
     progress = record.progress
     if isinstance(progress, (int, float)) and not isinstance(progress, bool) and math.isfinite(progress):
         return progress >= fraction
@@ -107,14 +107,14 @@ class ClassCollapseDetector(Detector):
         min_progress: Share of the planned training before which nothing is reported (when known).
         min_evaluations: Evaluations before which nothing is reported when the progress is unknown.
         others_learned: The mean recall of the other classes (with enough support, not near zero themselves)
-            must reach this for the average to "look healthy": a class at zero among classes still at 0.3 is an
-            undertrained model.
+            must reach this for the average to "look healthy": a class at zero among classes still at 0.3 is
+            an undertrained model.
         drop_ratio: Recall at or below this share of its best has fallen far ...
         min_z: ... when the two-proportion z statistic of the fall is at least this.
         confirmations: Consecutive evaluations the condition must hold.
         healthy_margin: Margin above the majority baseline for accuracy to look healthy.
         warn_progress: Share of training from which a never-learned class is a WARNING.
-        warn_evaluations: Evaluations from which a never-learned class is a WARNING when the progress is unknown.
+        warn_evaluations: Evaluations from which a never-learned class is a WARNING without a known progress.
 
     Raises:
         ValueError: If a count is not positive or a fraction not in [0, 1].
@@ -188,7 +188,9 @@ class ClassCollapseDetector(Detector):
                 self.streak[name] = 0
                 continue
             best = self.best.get(name)
-            cause = None if early or not self._others_learned(k, values, support) else self._cause(value, n, best)
+            cause = (
+                None if early or not self._others_learned(k, values, support) else self._cause(value, n, best)
+            )
             never = k < len(predicted) and predicted[k] == 0
             holds = cause is not None and healthy and not never
             self.streak[name] = self.streak.get(name, 0) + 1 if holds else 0
@@ -207,16 +209,26 @@ class ClassCollapseDetector(Detector):
                 self.best[name] = [value, n, label]
         if not collapsed:
             return None
-        subject = min(collapsed, key=lambda c: (-collapsed[c]["severity"], self.reports.get(c, 0), collapsed[c]["value"]))
+        subject = min(
+            collapsed,
+            key=lambda c: (-collapsed[c]["severity"], self.reports.get(c, 0), collapsed[c]["value"]),
+        )
         self.reports[subject] = self.reports.get(subject, 0) + 1
         return self._finding(record, metric, subject, collapsed)
 
-    def _others_learned(self, k: int, values: Sequence[float | None], support: Sequence[float | None]) -> bool:
+    def _others_learned(
+        self, k: int, values: Sequence[float | None], support: Sequence[float | None]
+    ) -> bool:
         # The other judged classes, leaving out those near zero themselves (they may be collapsing too).
         others = [
-            x for j, x in enumerate(values)
-            if j != k and x is not None and x > self.near_zero
-            and j < len(support) and support[j] is not None and support[j] >= self.min_support
+            x
+            for j, x in enumerate(values)
+            if j != k
+            and x is not None
+            and x > self.near_zero
+            and j < len(support)
+            and support[j] is not None
+            and support[j] >= self.min_support
         ]
         return not others or sum(others) / len(others) >= self.others_learned
 
@@ -255,11 +267,13 @@ class ClassCollapseDetector(Detector):
         if c["cause"] == "fallen" or c["learned"]:
             what += ": the class is collapsing and the aggregate metrics hide it"
         elif c["severity"] is Severity.WARNING:
-            what += f"{_when(record)}: the model has not learned this class, and the aggregate metrics hide it"
+            what += (
+                f"{_when(record)}: the model has not learned this class, and the aggregate metrics hide it"
+            )
         else:
             what += (
-                f"{_when(record)}: the model has not learned this class yet; minority classes are often learned "
-                f"late, so this becomes a warning if it persists"
+                f"{_when(record)}: the model has not learned this class yet; minority classes are often "
+                f"learned late, so this becomes a warning if it persists"
             )
         others = sorted(set(collapsed) - {subject})
         if others:
@@ -312,7 +326,7 @@ class NeverPredictedDetector(Detector):
         others_learned: The mean recall of the other judged classes must reach this; a class whose recall
             reached it counts as learned.
         warn_progress: Share of training from which a never-learned class is a WARNING.
-        warn_evaluations: Evaluations from which a never-learned class is a WARNING when the progress is unknown.
+        warn_evaluations: Evaluations from which a never-learned class is a WARNING without a known progress.
 
     Raises:
         ValueError: If ``min_support`` is not positive, ``confirmations`` < 2 or a fraction not in [0, 1].
@@ -321,7 +335,8 @@ class NeverPredictedDetector(Detector):
     >>> det = NeverPredictedDetector()
     >>> def record(i, predicted, recall):
     ...     return EvalRecord(step=i, epoch=i, val={}, progress=(i + 1) / 8,
-    ...                       val_per_class={"support": [50, 30, 20], "predicted": predicted, "recall": recall},
+    ...                       val_per_class={"support": [50, 30, 20], "predicted": predicted,
+    ...                                      "recall": recall},
     ...                       class_names=["a", "b", "c"])
     >>> rows = [([60, 40, 0], [0.9, 0.8, 0.0])] * 4
     >>> [None if (f := det.update(record(i, *r))) is None else f.severity.name for i, r in enumerate(rows)]
@@ -395,13 +410,15 @@ class NeverPredictedDetector(Detector):
         )
         them = "them" if plural else "it"
         if stopped:
-            text += f"the model has stopped predicting {', '.join(repr(c) for c in stopped)} after learning it"
+            text += (
+                f"the model has stopped predicting {', '.join(repr(c) for c in stopped)} after learning it"
+            )
         elif severity is Severity.WARNING:
             text += f"the model has not learned to predict {them}"
         else:
             text += (
-                f"the model has not learned to predict {them} yet; minority classes are often learned late, so "
-                f"this becomes a warning if it persists"
+                f"the model has not learned to predict {them} yet; minority classes are often learned late, "
+                f"so this becomes a warning if it persists"
             )
         evidence = {
             "classes": sorted(unpredicted),
@@ -429,7 +446,10 @@ class NeverPredictedDetector(Detector):
         others = [
             recall[k]
             for k, name in enumerate(names)
-            if name not in unpredicted and k < len(recall) and recall[k] is not None
-            and support[k] is not None and support[k] >= self.min_support
+            if name not in unpredicted
+            and k < len(recall)
+            and recall[k] is not None
+            and support[k] is not None
+            and support[k] >= self.min_support
         ]
         return not others or sum(others) / len(others) >= self.others_learned  # type: ignore[arg-type]

@@ -93,7 +93,9 @@ def load_task(
     v.check_fraction("label_noise", label_noise)
     if task == "tickets":
         return _tickets(seed=seed, train_size=train_size, class_shares=class_shares, label_noise=label_noise)
-    return _tabular(task, seed=seed, train_size=train_size, class_shares=class_shares, label_noise=label_noise)
+    return _tabular(
+        task, seed=seed, train_size=train_size, class_shares=class_shares, label_noise=label_noise
+    )
 
 
 def _check_shares(class_shares: Sequence[float] | None, k: int) -> list[float] | None:
@@ -101,7 +103,9 @@ def _check_shares(class_shares: Sequence[float] | None, k: int) -> list[float] |
         return None
     shares = [float(s) for s in class_shares]
     if len(shares) != k or not all(s > 0 for s in shares):
-        raise ValueError(f"Expected `class_shares` to hold {k} positive shares, one per class, but got {class_shares!r}.")
+        raise ValueError(
+            f"Expected `class_shares` to hold {k} positive shares, one per class, but got {class_shares!r}."
+        )
     total = sum(shares)
     return [s / total for s in shares]
 
@@ -121,7 +125,7 @@ def _stratified_keep(labels: Sequence[int], shares: Sequence[float], rng: random
 
 
 def _stratified_sample(labels: Sequence[int], size: int, k: int, rng: random.Random) -> list[int]:
-    """About ``size`` indices drawn per class in proportion to the class counts (at least one each), sorted."""
+    """About ``size`` indices, drawn per class in proportion to its count (at least one each), sorted."""
     keep: list[int] = []
     for c in range(k):
         members = [i for i, y in enumerate(labels) if y == c]

@@ -83,7 +83,9 @@ class CorruptsBatch(Callback):
             self.batch_step = int(self.at * trainer.estimated_stepping_batches)
             self.onset_step = self.batch_step + 1  # the optimizer step that applies the corrupted batch
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step == self.batch_step and not isinstance(batch, dict):
             batch[0][0, 0] = float("nan")  # the collated batch is a fresh tensor: the dataset stays intact
 
@@ -96,7 +98,11 @@ class CorruptsBatch(Callback):
 
 
 #: Injections by the name scenarios use.
-INJECTIONS = {"forgets_train_mode": ForgetsTrainMode, "replaces_head": ReplacesHead, "corrupts_batch": CorruptsBatch}
+INJECTIONS = {
+    "forgets_train_mode": ForgetsTrainMode,
+    "replaces_head": ReplacesHead,
+    "corrupts_batch": CorruptsBatch,
+}
 
 
 def build_injection(name: str, **kwargs: Any) -> Callback:

@@ -99,7 +99,7 @@ class TabularMLP(nn.Module):
 
 
 class TicketEncoder(nn.Module):
-    """A small BERT encoder built from a ``BertConfig`` and trained from scratch, with mean pooling and a head.
+    """A small BERT encoder built from a ``BertConfig``, trained from scratch, with mean pooling and a head.
 
     The MiniLM tokenizer has 30522 wordpieces; the tickets use about a thousand. The embedding table covers
     only the ids in ``token_ids`` (the training set's): a lookup buffer maps every tokenizer id to its row,
@@ -117,7 +117,13 @@ class TicketEncoder(nn.Module):
     """
 
     def __init__(
-        self, token_ids: Sequence[int], num_classes: int, spec: ModelSpec, *, tokenizer_size: int, max_length: int
+        self,
+        token_ids: Sequence[int],
+        num_classes: int,
+        spec: ModelSpec,
+        *,
+        tokenizer_size: int,
+        max_length: int,
     ) -> None:
         super().__init__()
         from transformers import BertConfig, BertModel
@@ -143,7 +149,9 @@ class TicketEncoder(nn.Module):
         self.head = nn.Linear(spec.hidden, num_classes)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        states = self.encoder(input_ids=self.lookup[input_ids], attention_mask=attention_mask).last_hidden_state
+        states = self.encoder(
+            input_ids=self.lookup[input_ids], attention_mask=attention_mask
+        ).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         return self.head(self.dropout(pooled))
@@ -204,7 +212,11 @@ class ScenarioModule(pl.LightningModule):
         if r.decay_norm_and_bias:
             groups: Any = self.parameters()
         else:
-            owners = {f"{m}.{p}" if m else p: mod for m, mod in self.named_modules() for p, _ in mod.named_parameters(recurse=False)}
+            owners = {
+                f"{m}.{p}" if m else p: mod
+                for m, mod in self.named_modules()
+                for p, _ in mod.named_parameters(recurse=False)
+            }
             plain = [(n, p) for n, p in self.named_parameters() if not _is_norm_or_bias(n, owners[n])]
             exempt = [(n, p) for n, p in self.named_parameters() if _is_norm_or_bias(n, owners[n])]
             groups = [
@@ -218,7 +230,9 @@ class ScenarioModule(pl.LightningModule):
         if r.schedule == "constant" and r.warmup == 0:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches * r.schedule_steps))
-        factor = schedule_factor(r.schedule, warmup=max(1, round(r.warmup * total)) if r.warmup else 0, total=total)
+        factor = schedule_factor(
+            r.schedule, warmup=max(1, round(r.warmup * total)) if r.warmup else 0, total=total
+        )
         if r.schedule != "constant":
             warm = max(1, round(r.warmup * total)) if r.warmup else 0
             self.decayed_step = next(t for t in range(warm, total + 1) if factor(t) < 0.01)

@@ -85,9 +85,14 @@ class Scenario:
             v.check_choice("injection", self.injection, tuple(INJECTIONS))
         for code in [c for group in self.expected for c in group] + list(self.accepted):
             if code not in CATALOGUE:
-                raise ValueError(f"Expected finding codes from fitwatch.findings.CATALOGUE, but got {code!r}.")
+                raise ValueError(
+                    f"Expected finding codes from fitwatch.findings.CATALOGUE, but got {code!r}."
+                )
         if bool(self.expected) != (self.onset != "none"):
-            raise ValueError(f"Expected a fault scenario to name an onset and a healthy one not to, but got {self.onset!r}.")
+            raise ValueError(
+                "Expected a fault scenario to name an onset and a healthy one not to, "
+                f"but got {self.onset!r}."
+            )
 
     @property
     def healthy(self) -> bool:
@@ -110,7 +115,9 @@ _TICKET_PLAIN = ModelSpec(hidden=64, depth=2, dropout=0.0)
 _OVERFIT_ACCEPTS = ("FW-GAP-WIDENING", "FW-OVERFIT", "FW-OVERFIT-SUBTLE", "FW-CALIBRATION")
 
 
-def _healthy(task: str, seeds: tuple[int, ...], epochs: int, quick: int, what: str, **kwargs: Any) -> Scenario:
+def _healthy(
+    task: str, seeds: tuple[int, ...], epochs: int, quick: int, what: str, **kwargs: Any
+) -> Scenario:
     return Scenario(
         name=f"healthy-{task.replace('_', '-')}",
         task=task,
@@ -125,16 +132,36 @@ def _healthy(task: str, seeds: tuple[int, ...], epochs: int, quick: int, what: s
 
 _ALL = (
     _healthy("digits", (0, 1, 2), 20, 6, "MLP 64-128-10, dropout 0.1, AdamW 1e-3, warmup and linear decay"),
-    _healthy("wine", (0, 1, 2), 40, 10, "MLP 13-32-3, dropout 0.1, AdamW 1e-3, warmup and linear decay",
-             model=ModelSpec(hidden=32), batch_size=16),
-    _healthy("breast_cancer", (0, 1, 2), 25, 8, "MLP 30-64-2, dropout 0.1, AdamW 1e-3, warmup and linear decay",
-             model=ModelSpec(hidden=64)),
-    _healthy("tickets", (0, 1, 2), 5, 2, "2-layer BERT (width 64) from scratch, dropout 0.1, AdamW 1e-3, warmup "
-             "and linear decay", model=_TICKET_MODEL),
+    _healthy(
+        "wine",
+        (0, 1, 2),
+        40,
+        10,
+        "MLP 13-32-3, dropout 0.1, AdamW 1e-3, warmup and linear decay",
+        model=ModelSpec(hidden=32),
+        batch_size=16,
+    ),
+    _healthy(
+        "breast_cancer",
+        (0, 1, 2),
+        25,
+        8,
+        "MLP 30-64-2, dropout 0.1, AdamW 1e-3, warmup and linear decay",
+        model=ModelSpec(hidden=64),
+    ),
+    _healthy(
+        "tickets",
+        (0, 1, 2),
+        5,
+        2,
+        "2-layer BERT (width 64) from scratch, dropout 0.1, AdamW 1e-3, warmup and linear decay",
+        model=_TICKET_MODEL,
+    ),
     Scenario(
         name="overfit-tickets",
         task="tickets",
-        description="plain overfitting: 300 training tickets, no dropout, no weight decay, constant LR, 25 epochs",
+        description="plain overfitting: 300 training tickets, no dropout, no weight decay, constant LR, "
+        "25 epochs",
         expected=(("FW-OVERFIT",),),
         accepted=(*_OVERFIT_ACCEPTS, "FW-CLASS-NEVER-PREDICTED", "FW-CLASS-COLLAPSE"),
         onset="min_val_loss",
@@ -160,8 +187,8 @@ _ALL = (
     Scenario(
         name="subtle-overfit-tickets",
         task="tickets",
-        description="subtle overfitting: the healthy ticket recipe trained for 15 epochs instead of 5; accuracy "
-        "holds while NLL and ECE rise",
+        description="subtle overfitting: the healthy ticket recipe trained for 15 epochs instead of 5; "
+        "accuracy holds while NLL and ECE rise",
         expected=(("FW-OVERFIT-SUBTLE",),),
         accepted=_OVERFIT_ACCEPTS,
         onset="min_val_nll",
@@ -187,8 +214,15 @@ _ALL = (
         description="learning rate too high: AdamW at 0.05",
         expected=(("FW-LR-TOO-HIGH",),),
         # The jumps make the validation loss rise while the training loss falls, and the weights grow.
-        accepted=("FW-LOSS-SPIKES", "FW-DIVERGENCE", "FW-PLATEAU", "FW-FAILED-RUN", "FW-CALIBRATION", "FW-OVERFIT",
-                  "FW-REG-WEIGHT-GROWTH"),
+        accepted=(
+            "FW-LOSS-SPIKES",
+            "FW-DIVERGENCE",
+            "FW-PLATEAU",
+            "FW-FAILED-RUN",
+            "FW-CALIBRATION",
+            "FW-OVERFIT",
+            "FW-REG-WEIGHT-GROWTH",
+        ),
         onset="fit_start",
         epochs=15,
         quick_epochs=6,
@@ -197,8 +231,8 @@ _ALL = (
     Scenario(
         name="lr-decayed-digits",
         task="digits",
-        description="schedule ends early: SGD with a linear decay sized for a quarter of the steps (total steps "
-        "divided by an accumulate_grad_batches=4 the Trainer does not use)",
+        description="schedule ends early: SGD with a linear decay sized for a quarter of the steps "
+        "(total steps divided by an accumulate_grad_batches=4 the Trainer does not use)",
         expected=(("FW-LR-DECAYED",),),
         onset="lr_decayed",
         epochs=16,
@@ -208,7 +242,8 @@ _ALL = (
     Scenario(
         name="class-collapse-tickets",
         task="tickets",
-        description="minority class collapse: 'cancellation' is 1% of the tickets; the healthy recipe never learns it",
+        description="minority class collapse: 'cancellation' is 1% of the tickets; the healthy recipe "
+        "never learns it",
         expected=(("FW-CLASS-COLLAPSE", "FW-CLASS-NEVER-PREDICTED"),),
         onset="fit_start",
         epochs=5,
@@ -234,8 +269,8 @@ _ALL = (
     Scenario(
         name="eval-mode-breast-cancer",
         task="breast_cancer",
-        description="model left in eval mode: a probe callback calls pl_module.eval() after each epoch and never "
-        "switches back",
+        description="model left in eval mode: a probe callback calls pl_module.eval() after each epoch "
+        "and never switches back",
         expected=(("FW-REG-EVAL-MODE",),),
         onset="injection",
         epochs=10,
@@ -246,7 +281,8 @@ _ALL = (
     Scenario(
         name="missing-params-wine",
         task="wine",
-        description="parameters missing from the optimizer: the head is re-initialised after the optimizer was built",
+        description="parameters missing from the optimizer: the head is re-initialised after the "
+        "optimizer was built",
         expected=(("FW-REG-MISSING-PARAMS",),),
         # A head that never trains leaves classes unpredicted and can leave the run at the baseline.
         accepted=("FW-CLASS-NEVER-PREDICTED", "FW-CLASS-COLLAPSE", "FW-FAILED-RUN"),
@@ -260,7 +296,8 @@ _ALL = (
     Scenario(
         name="decay-on-norm-tickets",
         task="tickets",
-        description="weight decay on LayerNorm and biases: plain AdamW(model.parameters(), weight_decay=0.01)",
+        description="weight decay on LayerNorm and biases: plain "
+        "AdamW(model.parameters(), weight_decay=0.01)",
         expected=(("FW-REG-DECAY-ON-NORM",),),
         onset="fit_start",
         epochs=5,

@@ -138,7 +138,9 @@ class ScenarioResult:
     @property
     def detection(self) -> int | None:
         """The evaluation at which the first expected code was raised (``None`` if none was)."""
-        hits = [self.raised[c].evaluation for group in self.scenario.expected for c in group if c in self.raised]
+        hits = [
+            self.raised[c].evaluation for group in self.scenario.expected for c in group if c in self.raised
+        ]
         return min(hits) if hits else None
 
     @property
@@ -180,8 +182,9 @@ class ScenarioResult:
 def trim_padding(items: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
     """Stack ticket items and cut the padding columns no item of the batch uses (dynamic padding).
 
-    >>> batch = trim_padding([{"input_ids": torch.tensor([5, 6, 0, 0]), "attention_mask": torch.tensor([1, 1, 0, 0]),
-    ...                        "labels": torch.tensor(1)}])
+    >>> item = {"input_ids": torch.tensor([5, 6, 0, 0]), "attention_mask": torch.tensor([1, 1, 0, 0]),
+    ...         "labels": torch.tensor(1)}
+    >>> batch = trim_padding([item])
     >>> batch["input_ids"].tolist(), batch["labels"].tolist()
     ([[5, 6]], [1])
     """
@@ -252,7 +255,11 @@ def run_scenario(
     """
     spec = get_scenario(scenario) if isinstance(scenario, str) else scenario
     seed = spec.seeds[0] if seed is None else v.check_non_negative_int("seed", seed)
-    epochs = (spec.quick_epochs if quick else spec.epochs) if epochs is None else v.check_positive_int("epochs", epochs)
+    epochs = (
+        (spec.quick_epochs if quick else spec.epochs)
+        if epochs is None
+        else v.check_positive_int("epochs", epochs)
+    )
     if threads is not None:
         v.check_positive_int("threads", threads)
     directory = None if log_dir is None else Path(log_dir)
@@ -262,12 +269,20 @@ def run_scenario(
         root = directory if directory is not None else Path(scratch)
         pl.seed_everything(seed, verbose=False)
         data = load_task(
-            spec.task, seed=seed, train_size=spec.train_size, class_shares=spec.class_shares, label_noise=spec.label_noise
+            spec.task,
+            seed=seed,
+            train_size=spec.train_size,
+            class_shares=spec.class_shares,
+            label_noise=spec.label_noise,
         )
         module = ScenarioModule(build_network(data, spec.model), spec.recipe)
         collate = trim_padding if data.token_ids else None
         train = DataLoader(
-            data.train, batch_size=spec.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed), collate_fn=collate
+            data.train,
+            batch_size=spec.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+            collate_fn=collate,
         )
         val = DataLoader(data.val, batch_size=256, collate_fn=collate)
         watch = FitWatch(class_names=data.class_names, config=dict(FITWATCH_SETTINGS), log_dir=root)
@@ -291,14 +306,26 @@ def run_scenario(
         )
         last = directory / "last.ckpt" if directory is not None else None
         started = time.perf_counter()
-        trainer.fit(module, train, val, ckpt_path=str(last) if resume and last is not None and last.is_file() else None)
+        trainer.fit(
+            module,
+            train,
+            val,
+            ckpt_path=str(last) if resume and last is not None and last.is_file() else None,
+        )
         wall = time.perf_counter() - started
     onset_step = module.decayed_step if spec.onset == "lr_decayed" else getattr(injection, "onset_step", None)
     return _result(spec, seed, epochs, trainer.global_step, watch, onset_step, wall, directory)
 
 
 def _result(
-    spec: Scenario, seed: int, epochs: int, steps: int, watch: FitWatch, onset_step: int | None, wall: float, directory: Path | None
+    spec: Scenario,
+    seed: int,
+    epochs: int,
+    steps: int,
+    watch: FitWatch,
+    onset_step: int | None,
+    wall: float,
+    directory: Path | None,
 ) -> ScenarioResult:
     history = {k: list(pts) for k, pts in watch.history.items()}
     evaluation_steps = tuple(s for s, _ in history.get(SERIES["val_loss"], []))
@@ -337,7 +364,9 @@ def _lr_at(points: Sequence[tuple[int, float]], steps: Sequence[int]) -> tuple[f
     return tuple(out)
 
 
-def _raised(history: Mapping[str, Sequence[tuple[int, float]]], evaluation_steps: Sequence[int]) -> dict[str, Raised]:
+def _raised(
+    history: Mapping[str, Sequence[tuple[int, float]]], evaluation_steps: Sequence[int]
+) -> dict[str, Raised]:
     prefix = tag("findings", "x")[:-1]
     raised = {}
     for name, points in history.items():
@@ -358,7 +387,10 @@ def _raised(history: Mapping[str, Sequence[tuple[int, float]]], evaluation_steps
 
 
 def _onset(
-    spec: Scenario, series: Mapping[str, Sequence[float]], evaluation_steps: Sequence[int], onset_step: int | None
+    spec: Scenario,
+    series: Mapping[str, Sequence[float]],
+    evaluation_steps: Sequence[int],
+    onset_step: int | None,
 ) -> int | None:
     if spec.onset == "none" or not evaluation_steps:
         return None
