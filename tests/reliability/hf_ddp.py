@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from fitwatch import FitWatchWarning
     from fitwatch.hf import FitWatchCallback
-    from tests.hf.tiny import SequenceData, args as training_args, bert_config
+    from tests.hf.tiny import SequenceData, bert_config
+    from tests.hf.tiny import args as training_args
 
     warnings.simplefilter("always", FitWatchWarning)
 
@@ -66,20 +67,38 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(0)
     model = Model(bert_config(3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
-    cb = FitWatchCallback(class_names=["a", "b", "c"], log_every_n_steps=2,
-                          stop_on=["FW-DIVERGENCE"] if args.stop else None)
+    cb = FitWatchCallback(
+        class_names=["a", "b", "c"], log_every_n_steps=2, stop_on=["FW-DIVERGENCE"] if args.stop else None
+    )
     details: list[dict] = []
 
     def capture(d, step, record=None):
-        details.append({"step": step, "split": d.split, "reliability": dict(d.reliability),
-                        "confusion": d.confusion, "per_class": dict(d.per_class)})
+        details.append(
+            {
+                "step": step,
+                "split": d.split,
+                "reliability": dict(d.reliability),
+                "confusion": d.confusion,
+                "per_class": dict(d.per_class),
+            }
+        )
         record(d, step)
 
     trainer = Trainer(
         model=model,
-        args=training_args(args.out, num_train_epochs=EPOCHS, learning_rate=0.0, per_device_train_batch_size=32 // world,
-                           per_device_eval_batch_size=EVAL_BATCH, remove_unused_columns=False, ddp_find_unused_parameters=False, ddp_backend="gloo" if world > 1 else None),
-        train_dataset=SequenceData(N_TRAIN, seed=0), eval_dataset=SequenceData(args.eval_size, seed=1), callbacks=[cb],
+        args=training_args(
+            args.out,
+            num_train_epochs=EPOCHS,
+            learning_rate=0.0,
+            per_device_train_batch_size=32 // world,
+            per_device_eval_batch_size=EVAL_BATCH,
+            remove_unused_columns=False,
+            ddp_find_unused_parameters=False,
+            ddp_backend="gloo" if world > 1 else None,
+        ),
+        train_dataset=SequenceData(N_TRAIN, seed=0),
+        eval_dataset=SequenceData(args.eval_size, seed=1),
+        callbacks=[cb],
     )
     assert cb.observer is not None  # built at on_init_end
     monitor = cb.observer.monitor

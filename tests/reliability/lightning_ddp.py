@@ -118,21 +118,30 @@ def main(argv: list[str] | None = None) -> None:
     ours = distributed and args.scenario in ("uneven", "zero_row")
     per_rank_batch = 32 if distributed else 64  # the same global batch, so the same number of steps
     if ours:
-        train = DataLoader(train_set, batch_size=per_rank_batch,
-                           sampler=DistributedSampler(train_set, num_replicas=2, rank=rank, shuffle=True, seed=0))
+        train = DataLoader(
+            train_set,
+            batch_size=per_rank_batch,
+            sampler=DistributedSampler(train_set, num_replicas=2, rank=rank, shuffle=True, seed=0),
+        )
         mine = list(range(RANK0_VAL)) if rank == 0 else list(range(RANK0_VAL, VAL_SIZE))
         batches = _batches(mine, 64)
         if args.scenario == "zero_row" and rank == 1:
             batches.append([])
         val = DataLoader(val_set, batch_sampler=_ListSampler(batches), collate_fn=_collate)
     else:
-        train = DataLoader(train_set, batch_size=per_rank_batch, shuffle=True, generator=torch.Generator().manual_seed(0))
+        train = DataLoader(
+            train_set, batch_size=per_rank_batch, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
         val = DataLoader(val_set, batch_size=32)
 
     class Model(DigitsMLP):
         def training_step(self, batch, batch_idx):
             out = super().training_step(batch, batch_idx)
-            if args.scenario == "stop" and self.trainer.global_rank == 1 and self.trainer.global_step == NAN_STEP:
+            if (
+                args.scenario == "stop"
+                and self.trainer.global_rank == 1
+                and self.trainer.global_step == NAN_STEP
+            ):
                 # A NaN loss *value* with finite gradients (the constant has no gradient): only this rank sees it.
                 out["loss"] = out["loss"] + torch.tensor(float("nan"))
             return out
@@ -147,25 +156,48 @@ def main(argv: list[str] | None = None) -> None:
     cb = None
     details: list[dict] = []
     if not args.no_fitwatch:
-        cb = FitWatch(class_names=CLASS_NAMES, log_every_n_steps=4,
-                      stop_on=["FW-DIVERGENCE"] if args.scenario == "stop" else None)
+        cb = FitWatch(
+            class_names=CLASS_NAMES,
+            log_every_n_steps=4,
+            stop_on=["FW-DIVERGENCE"] if args.scenario == "stop" else None,
+        )
         monitor = cb.observer.monitor
         record_details = monitor.details
 
         def capture(d, step):  # every rank builds the details; only rank zero has sinks to show them
-            details.append({"step": step, "split": d.split, "reliability": dict(d.reliability),
-                            "confusion": d.confusion, "per_class": dict(d.per_class)})
+            details.append(
+                {
+                    "step": step,
+                    "split": d.split,
+                    "reliability": dict(d.reliability),
+                    "confusion": d.confusion,
+                    "per_class": dict(d.per_class),
+                }
+            )
             record_details(d, step)
 
         monitor.details = capture
         callbacks.append(cb)
-    strategy = (DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
-                if distributed else "auto")
+    strategy = (
+        DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+        if distributed
+        else "auto"
+    )
     trainer = pl.Trainer(
-        default_root_dir=args.out, max_epochs=MAX_EPOCHS, accelerator="cpu", devices=args.devices, strategy=strategy,
-        logger=TensorBoardLogger(args.out, name="tb", version=0), callbacks=callbacks, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, log_every_n_steps=4,
-        use_distributed_sampler=not ours, deterministic=True,
+        default_root_dir=args.out,
+        max_epochs=MAX_EPOCHS,
+        accelerator="cpu",
+        devices=args.devices,
+        strategy=strategy,
+        logger=TensorBoardLogger(args.out, name="tb", version=0),
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=4,
+        use_distributed_sampler=not ours,
+        deterministic=True,
     )
     trainer.fit(model, train, val)
     result = {

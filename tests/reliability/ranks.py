@@ -38,13 +38,17 @@ def launch(command: Sequence[str], out: Path, *, timeout: float) -> dict[int, di
     log = out.parent / f"{out.name}.launcher.log"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
-        proc = subprocess.Popen(list(command), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            list(command), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            pytest.fail(f"{' '.join(command)} did not finish in {timeout:.0f} s (a hang?)\n{_tails(out, log)}")
+            pytest.fail(
+                f"{' '.join(command)} did not finish in {timeout:.0f} s (a hang?)\n{_tails(out, log)}"
+            )
     if code != 0:
         pytest.fail(f"{' '.join(command)} exited with {code}\n{_tails(out, log)}")
     return {int(p.stem[4:]): json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))}
@@ -55,7 +59,16 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 def torchrun(module: str, *args: str, nproc: int = 2) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", module, *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        module,
+        *args,
+    ]
 
 
 def _tails(out: Path, log: Path) -> str:
@@ -75,7 +88,9 @@ def reduced_tags(history: Mapping[str, Any]) -> list[str]:
     return sorted(t for t in history if not t.startswith(PER_RANK_TAGS))
 
 
-def assert_same_history(expected: Mapping[str, list], actual: Mapping[str, list], *, skip: Sequence[str] = ()) -> None:
+def assert_same_history(
+    expected: Mapping[str, list], actual: Mapping[str, list], *, skip: Sequence[str] = ()
+) -> None:
     """Every reduced tag of ``expected`` is in ``actual`` at the same steps with the same values."""
     tags = [t for t in reduced_tags(expected) if t not in skip]
     assert tags == [t for t in reduced_tags(actual) if t not in skip]
@@ -103,7 +118,10 @@ def assert_same_details(expected: Sequence[Mapping], actual: Sequence[Mapping]) 
 
 def assert_same_findings(expected: Sequence[Mapping], actual: Sequence[Mapping]) -> None:
     """The same causes (code, subject), raised at the same step with the same severity and evidence."""
-    key = lambda f: (f["code"], f["subject"])  # noqa: E731
+
+    def key(f: Mapping[str, Any]) -> tuple[str, str]:
+        return f["code"], f["subject"]
+
     assert sorted(map(key, actual)) == sorted(map(key, expected))
     mine = {key(f): f for f in actual}
     for want in expected:

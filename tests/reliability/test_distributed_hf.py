@@ -18,8 +18,16 @@ import pytest
 
 from tests.hf.tiny import SequenceData
 
-from .hf_ddp import EPOCHS, EVAL_BATCH, N_TRAIN, NAN_STEP
-from .ranks import assert_same_details, assert_same_findings, assert_same_history, launch, python_module, stderr_of, torchrun
+from .hf_ddp import EPOCHS, N_TRAIN, NAN_STEP
+from .ranks import (
+    assert_same_details,
+    assert_same_findings,
+    assert_same_history,
+    launch,
+    python_module,
+    stderr_of,
+    torchrun,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +50,11 @@ def hf(tmp_path_factory):
         if key not in cache:
             out = root / f"{eval_size}-{devices}{'-stop' if stop else ''}"
             args = ["--out", str(out), "--eval-size", str(eval_size), *(["--stop"] if stop else [])]
-            command = torchrun("tests.reliability.hf_ddp", *args) if devices > 1 else python_module("tests.reliability.hf_ddp", *args)
+            command = (
+                torchrun("tests.reliability.hf_ddp", *args)
+                if devices > 1
+                else python_module("tests.reliability.hf_ddp", *args)
+            )
             cache[key] = out, launch(command, out, timeout=RUN_TIMEOUT_S)
         return cache[key]
 
@@ -83,8 +95,11 @@ def test_a_short_last_batch_does_not_hang_and_both_ranks_agree(hf):
     assert_same_history(two[0]["history"], two[1]["history"])
 
 
-@pytest.mark.xfail(strict=True, reason="hf.py counts the samples Accelerate repeats to complete the last evaluation "
-                   "batches (even_batches): 80 samples for a set of 72; see the report's patch (on_prediction_step)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="hf.py counts the samples Accelerate repeats to complete the last evaluation "
+    "batches (even_batches): 80 samples for a set of 72; see the report's patch (on_prediction_step)",
+)
 def test_samples_repeated_to_complete_the_last_batch_are_not_counted(hf):
     _, two = hf(PADDED_SIZE)
     counts = Counter(SequenceData(PADDED_SIZE, seed=1).y.tolist())
@@ -96,15 +111,20 @@ def test_a_stop_on_finding_on_one_rank_stops_every_rank_at_the_same_step(hf):
     _, two = hf(EVEN_SIZE, stop=True)
     assert "FW-DIVERGENCE" in {f["code"] for f in two[1]["findings"]}
     # Only rank 1's losses held the NaN: rank 0 stopped on rank 1's word.
-    assert [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]] == [0.0] * len(two[0]["history"]["health/nonfinite_loss_steps"])
+    assert [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]] == [0.0] * len(
+        two[0]["history"]["health/nonfinite_loss_steps"]
+    )
     assert 1.0 in [v for _, v in two[1]["history"]["health/nonfinite_loss_steps"]]
     found_at = math.ceil((NAN_STEP + 1) / LOG_EVERY) * LOG_EVERY
     stop_at = math.ceil(found_at / STEPS_PER_EPOCH) * STEPS_PER_EPOCH
     assert two[0]["global_step"] == two[1]["global_step"] == stop_at < EPOCHS * STEPS_PER_EPOCH
 
 
-@pytest.mark.xfail(strict=True, reason="findings made on a non-zero rank never reach rank 0's sinks; see the "
-                   "report's patch (Observer.end_evaluation)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="findings made on a non-zero rank never reach rank 0's sinks; see the "
+    "report's patch (Observer.end_evaluation)",
+)
 def test_rank_zero_shows_the_finding_that_stopped_the_run(hf):
     out, _ = hf(EVEN_SIZE, stop=True)
     (path,) = out.rglob("findings.jsonl")

@@ -20,7 +20,14 @@ from collections import Counter
 import pytest
 
 from .lightning_ddp import MAX_EPOCHS, N_TRAIN, NAN_STEP, VAL_SIZE, digit_sets
-from .ranks import assert_same_details, assert_same_findings, assert_same_history, launch, python_module, stderr_of
+from .ranks import (
+    assert_same_details,
+    assert_same_findings,
+    assert_same_history,
+    launch,
+    python_module,
+    stderr_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +46,15 @@ def lightning(tmp_path_factory):
     def run(scenario: str, devices: int = 2):
         if (scenario, devices) not in cache:
             out = root / f"{scenario}-{devices}"
-            command = python_module("tests.reliability.lightning_ddp", "--out", str(out), "--devices", str(devices),
-                                    "--scenario", scenario)
+            command = python_module(
+                "tests.reliability.lightning_ddp",
+                "--out",
+                str(out),
+                "--devices",
+                str(devices),
+                "--scenario",
+                scenario,
+            )
             cache[scenario, devices] = out, launch(command, out, timeout=RUN_TIMEOUT_S)
         return cache[scenario, devices]
 
@@ -77,7 +91,9 @@ def test_only_rank_zero_writes_event_files_and_warns(lightning):
     # Event file names end in <hostname>.<pid>.<n>: every one was opened by rank 0's process.
     assert {int(p.name.split(".")[-2]) for p in events} == {two[0]["pid"]}
     assert two[1]["run_dir"] is None  # rank 1 never set up a sink
-    lines = [json.loads(line) for line in (out / "tb" / "version_0" / "findings.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line) for line in (out / "tb" / "version_0" / "findings.jsonl").read_text().splitlines()
+    ]
     assert sorted((e["code"], e["subject"]) for e in lines if e["event"] == "new") == sorted(
         (f["code"], f["subject"]) for f in two[0]["findings"]
     )  # each cause once: no second writer
@@ -108,11 +124,16 @@ def test_logits_on_rank_zero_only_do_not_hang(lightning):
     for rank in (0, 1):
         assert two[rank]["global_step"] == MAX_EPOCHS * STEPS_PER_EPOCH
         assert [v for _, v in two[rank]["history"]["health/samples/val"]] == [VAL_SIZE / 2] * MAX_EPOCHS
-        assert [two[rank]["history"][f"per_class/support/{c}/val"][-1][1] for c in range(10)] == [half[c] for c in range(10)]
+        assert [two[rank]["history"][f"per_class/support/{c}/val"][-1][1] for c in range(10)] == [
+            half[c] for c in range(10)
+        ]
 
 
-@pytest.mark.xfail(strict=True, reason="Observer.warn_once warns on every rank (observer.py, warn_once): rank 1 "
-                   "warns 'no logits from validation_step'; see the report's patch")
+@pytest.mark.xfail(
+    strict=True,
+    reason="Observer.warn_once warns on every rank (observer.py, warn_once): rank 1 "
+    "warns 'no logits from validation_step'; see the report's patch",
+)
 def test_rank_one_does_not_repeat_runtime_warnings(lightning):
     out, _ = lightning("rank_zero_only")
     assert "fitwatch" not in stderr_of(out, 1)
@@ -124,7 +145,9 @@ def test_a_stop_on_finding_on_one_rank_stops_every_rank_at_the_same_step(lightni
     _, two = lightning("stop")
     assert "FW-DIVERGENCE" in {f["code"] for f in two[1]["findings"]}
     # Only rank 1's losses held the NaN: rank 0 stopped on rank 1's word.
-    assert [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]] == [0.0] * len(two[0]["history"]["health/nonfinite_loss_steps"])
+    assert [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]] == [0.0] * len(
+        two[0]["history"]["health/nonfinite_loss_steps"]
+    )
     assert 1.0 in [v for _, v in two[1]["history"]["health/nonfinite_loss_steps"]]
     # The step record that holds the NaN is written at the next logging step; validation runs every epoch.
     found_at = math.ceil((NAN_STEP + 1) / LOG_EVERY) * LOG_EVERY
@@ -132,9 +155,15 @@ def test_a_stop_on_finding_on_one_rank_stops_every_rank_at_the_same_step(lightni
     assert two[0]["global_step"] == two[1]["global_step"] == stop_at < MAX_EPOCHS * STEPS_PER_EPOCH
 
 
-@pytest.mark.xfail(strict=True, reason="findings made on a non-zero rank never reach rank 0's sinks, so the cause "
-                   "of a stop they triggered is shown nowhere; see the report's patch (Observer.end_evaluation)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="findings made on a non-zero rank never reach rank 0's sinks, so the cause "
+    "of a stop they triggered is shown nowhere; see the report's patch (Observer.end_evaluation)",
+)
 def test_rank_zero_shows_the_finding_that_stopped_the_run(lightning):
     out, _ = lightning("stop")
-    codes = {json.loads(line)["code"] for line in (out / "tb" / "version_0" / "findings.jsonl").read_text().splitlines()}
+    codes = {
+        json.loads(line)["code"]
+        for line in (out / "tb" / "version_0" / "findings.jsonl").read_text().splitlines()
+    }
     assert "FW-DIVERGENCE" in codes

@@ -13,6 +13,7 @@ import math
 import time
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -42,7 +43,9 @@ def _val_reference(model, loader, **autocast):
 
 
 def _assert_per_class_matches(cb, logits, y, classes=10):
-    p, r, f, s = precision_recall_fscore_support(y.numpy(), logits.argmax(1).numpy(), labels=list(range(classes)), zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(
+        y.numpy(), logits.argmax(1).numpy(), labels=list(range(classes)), zero_division=0
+    )
     names = CLASS_NAMES if classes == 10 else [str(i) for i in range(classes)]
     for i, name in enumerate(names):
         assert cb.history[f"per_class/precision/{name}/val"][-1][1] == pytest.approx(p[i], abs=1e-9)
@@ -57,7 +60,7 @@ def _assert_per_class_matches(cb, logits, y, classes=10):
 class NonFinite(DigitsMLP):
     """NaN and inf loss *values* at chosen steps (the gradients stay finite), inf logits in the last validation."""
 
-    bad_steps = {5: float("nan"), 9: float("inf")}
+    bad_steps: ClassVar[dict[int, float]] = {5: float("nan"), 9: float("inf")}
 
     def training_step(self, batch, batch_idx):
         out = super().training_step(batch, batch_idx)
@@ -76,8 +79,8 @@ class NonFinite(DigitsMLP):
 def test_nonfinite_loss_and_logits_are_counted_and_reported_as_divergence(tmp_path):
     cb = FitWatch(class_names=CLASS_NAMES, log_every_n_steps=4, config={"data_checks": False})
     train, val = loaders(n_train=256)
+    t = trainer(tmp_path, [cb], max_epochs=2, logger=False)
     with pytest.warns(DivergenceWarning, match=r"\[FW-DIVERGENCE\] NaN/inf values") as record:
-        t = trainer(tmp_path, [cb], max_epochs=2, logger=False)
         t.fit(NonFinite(), train, val)
     assert sum(issubclass(w.category, DivergenceWarning) for w in record) == 1  # one cause, warned once
     assert t.global_step == 16  # training went on to the end
@@ -86,7 +89,9 @@ def test_nonfinite_loss_and_logits_are_counted_and_reported_as_divergence(tmp_pa
     (divergence,) = [f for f in cb.findings if f.code == "FW-DIVERGENCE"]
     assert divergence.evidence["nonfinite_total"] == {"loss": 2, "validation logits": 3 * len(val)}
     assert divergence.evidence["first_nonfinite_step"] == 8
-    assert all(math.isfinite(v) for _, v in cb.history["performance/step_loss/train"])  # the finite ones still averaged
+    assert all(
+        math.isfinite(v) for _, v in cb.history["performance/step_loss/train"]
+    )  # the finite ones still averaged
 
 
 def test_hf_nonfinite_loss_is_reported_as_divergence(tmp_path):
@@ -99,11 +104,18 @@ def test_hf_nonfinite_loss_is_reported_as_divergence(tmp_path):
             if calls["n"] == 5:
                 output.loss = output.loss + torch.tensor(float("nan"))  # a value only: finite gradients
 
-    model.register_forward_hook(nan_on_the_fifth)  # runs before fitwatch's hook, registered later by the Trainer
+    model.register_forward_hook(
+        nan_on_the_fifth
+    )  # runs before fitwatch's hook, registered later by the Trainer
     cb = FitWatchCallback(log_every_n_steps=2, config={"data_checks": False})
+    t = Trainer(
+        model=model,
+        args=args(tmp_path, num_train_epochs=1, logging_steps=2),
+        train_dataset=SequenceData(96, 0),
+        eval_dataset=SequenceData(32, 1),
+        callbacks=[cb],
+    )
     with pytest.warns(DivergenceWarning, match=r"\[FW-DIVERGENCE\]"):
-        t = Trainer(model=model, args=args(tmp_path, num_train_epochs=1, logging_steps=2), train_dataset=SequenceData(96, 0),
-                    eval_dataset=SequenceData(32, 1), callbacks=[cb])
         t.train()
     assert t.state.global_step == 6
     assert cb.history["health/nonfinite_loss_steps"] == [(2, 0.0), (4, 0.0), (6, 1.0)]
@@ -124,13 +136,21 @@ def test_an_empty_validation_loader_still_logs_training_metrics(tmp_path):
     assert [v for _, v in cb.history["health/samples/train"]] == [128.0, 128.0]
 
 
-@pytest.mark.xfail(strict=True, reason="Observer.end_evaluation returns before logging the training interval when "
-                   "validation saw no batch (observer.py: `if not self.val.initialized: return []`), and HF defers the "
-                   "epoch's training metrics to that evaluation: they are never logged")
+@pytest.mark.xfail(
+    strict=True,
+    reason="Observer.end_evaluation returns before logging the training interval when "
+    "validation saw no batch (observer.py: `if not self.val.initialized: return []`), and HF defers the "
+    "epoch's training metrics to that evaluation: they are never logged",
+)
 def test_hf_empty_evaluation_set_still_logs_training_metrics(tmp_path):
     cb = FitWatchCallback(config={"data_checks": False})
-    Trainer(model=sequence_model(), args=args(tmp_path, num_train_epochs=2), train_dataset=SequenceData(64, 0),
-            eval_dataset=SequenceData(0, 1), callbacks=[cb]).train()
+    Trainer(
+        model=sequence_model(),
+        args=args(tmp_path, num_train_epochs=2),
+        train_dataset=SequenceData(64, 0),
+        eval_dataset=SequenceData(0, 1),
+        callbacks=[cb],
+    ).train()
     assert not [k for k in cb.history if k.endswith("/val")]
     assert [v for _, v in cb.history["health/samples/train"]] == [64.0, 64.0]
 
@@ -139,8 +159,13 @@ def test_one_class_per_batch_and_a_one_class_validation_set(tmp_path):
     """Validation batches that each hold one class, then a validation set of one class only: per-class numbers
     still equal scikit-learn's over the whole set (classes absent from it get zero support, zero recall)."""
     order = torch.argsort(Y[1200:], stable=True) + 1200
-    by_class = DataLoader(TensorDataset(X[order], Y[order]), batch_sampler=[
-        order_i.tolist() for order_i in torch.split(torch.arange(len(order)), torch.bincount(Y[order]).tolist())])
+    by_class = DataLoader(
+        TensorDataset(X[order], Y[order]),
+        batch_sampler=[
+            order_i.tolist()
+            for order_i in torch.split(torch.arange(len(order)), torch.bincount(Y[order]).tolist())
+        ],
+    )
     one_class = DataLoader(TensorDataset(X[Y == 3], Y[Y == 3]), batch_size=64)
     for name, val in (("by_class", by_class), ("one_class", one_class)):
         cb = FitWatch(class_names=CLASS_NAMES, config=QUIET)
@@ -174,8 +199,11 @@ def test_a_batch_whose_labels_are_all_ignore_index(tmp_path):
     assert math.isfinite(cb.history["performance/loss/val"][-1][1])
 
 
-@pytest.mark.xfail(strict=True, reason="PredictionAccumulator.update counts the NaN mean loss of a batch without any "
-                   "counted target (0/0) as a non-finite loss (metrics/accumulator.py, `loss_nonfinite = (~ok).long()`)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="PredictionAccumulator.update counts the NaN mean loss of a batch without any "
+    "counted target (0/0) as a non-finite loss (metrics/accumulator.py, `loss_nonfinite = (~ok).long()`)",
+)
 @pytest.mark.parametrize("rows", [0, 4], ids=["no-rows", "all-ignored"])
 def test_the_nan_loss_of_a_batch_without_targets_is_not_a_nonfinite_loss(rows):
     acc = PredictionAccumulator()
@@ -186,9 +214,12 @@ def test_the_nan_loss_of_a_batch_without_targets_is_not_a_nonfinite_loss(rows):
     assert summary["nonfinite_loss"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="Observer.train_batch averages the step loss without looking at the targets: a "
-                   "training batch whose labels are all ignore_index (NaN loss, zero gradients) raises FW-DIVERGENCE, "
-                   "'the run has diverged' (observer.py train_batch/_log_step)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="Observer.train_batch averages the step loss without looking at the targets: a "
+    "training batch whose labels are all ignore_index (NaN loss, zero gradients) raises FW-DIVERGENCE, "
+    "'the run has diverged' (observer.py train_batch/_log_step)",
+)
 def test_a_training_batch_whose_labels_are_all_ignored_is_not_divergence(tmp_path):
     cb = FitWatch(class_names=CLASS_NAMES, log_every_n_steps=4, config={"data_checks": False})
     train = _with_ignored_batch(0, 32, 2, n=256)
@@ -233,7 +264,10 @@ def test_labels_of_another_dtype_give_the_same_numbers(tmp_path, dtype):
             logits = self(x)
             return {"loss": nn.functional.cross_entropy(logits, y.long()), "logits": logits}
 
-        training_step = validation_step = lambda self, batch, batch_idx: self._step(batch)  # noqa: E731
+        def training_step(self, batch, batch_idx):
+            return self._step(batch)
+
+        validation_step = training_step
 
     def fit(labels, root):
         torch.manual_seed(0)
@@ -252,15 +286,26 @@ def test_labels_of_another_dtype_give_the_same_numbers(tmp_path, dtype):
 
 
 def test_fractional_float_labels_raise_on_the_first_batch():
-    with pytest.raises(ValueError, match=r"Expected an integer class `target` for a multiclass task, but got fractional values \(torch\.float32\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected an integer class `target` for a multiclass task, but got fractional values \(torch\.float32\)",
+    ):
         PredictionAccumulator().update(torch.zeros(2, 3), torch.tensor([0.0, 1.5]))
 
 
 def test_hf_num_classes_disagreeing_with_the_logits_fails_fast(tmp_path):
     cb = FitWatchCallback(num_classes=4)
-    t = Trainer(model=sequence_model(3), args=args(tmp_path, num_train_epochs=1), train_dataset=SequenceData(32, 0),
-                eval_dataset=SequenceData(16, 1), callbacks=[cb])
-    with pytest.raises(ValueError, match=r"Expected logits with 4 classes in the last dimension \(from `num_classes`\), but got logits of shape \(16, 3\)"):
+    t = Trainer(
+        model=sequence_model(3),
+        args=args(tmp_path, num_train_epochs=1),
+        train_dataset=SequenceData(32, 0),
+        eval_dataset=SequenceData(16, 1),
+        callbacks=[cb],
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"Expected logits with 4 classes in the last dimension \(from `num_classes`\), but got logits of shape \(16, 3\)",
+    ):
         t.train()
     assert t.state.global_step == 0
 
@@ -278,7 +323,9 @@ def test_ten_thousand_classes_keep_bounded_memory_and_exact_numbers():
 
     def batch(n):
         y = torch.from_numpy(rng.integers(0, k, n))
-        z = torch.randn(n, k) + 6.0 * nn.functional.one_hot(y, k).float() * torch.from_numpy(rng.random(n) < 0.7).unsqueeze(1)
+        z = torch.randn(n, k) + 6.0 * nn.functional.one_hot(y, k).float() * torch.from_numpy(
+            rng.random(n) < 0.7
+        ).unsqueeze(1)
         logits.append(z.argmax(1))
         labels.append(y)
         return z, y
@@ -312,7 +359,9 @@ def test_ten_thousand_classes_keep_bounded_memory_and_exact_numbers():
 # ------------------------------------------------------------------------------------------------- devices
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device (CUDA) for logits and labels to differ")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a second device (CUDA) for logits and labels to differ"
+)
 def test_logits_on_the_gpu_and_labels_on_the_cpu():
     logits, y = torch.randn(64, 5), torch.randint(0, 5, (64,))
     on_cpu, split = PredictionAccumulator(), PredictionAccumulator()
@@ -349,8 +398,13 @@ def test_hf_log_dir_that_cannot_be_created(tmp_path):
     cb = FitWatchCallback(log_dir=blocker / "fitwatch", config={"data_checks": False})
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        t = Trainer(model=sequence_model(), args=args(tmp_path, num_train_epochs=2, report_to=[]),
-                    train_dataset=SequenceData(64, 0), eval_dataset=SequenceData(32, 1), callbacks=[cb])
+        t = Trainer(
+            model=sequence_model(),
+            args=args(tmp_path, num_train_epochs=2, report_to=[]),
+            train_dataset=SequenceData(64, 0),
+            eval_dataset=SequenceData(32, 1),
+            callbacks=[cb],
+        )
         t.train()
     assert len(_runtime_warnings(record)) == 2, _runtime_warnings(record)
     assert len(cb.history["performance/accuracy/val"]) == 2
@@ -374,7 +428,11 @@ def test_a_writer_that_fails_mid_run_warns_once_and_the_jsonl_files_go_on(tmp_pa
         warnings.simplefilter("always")
         t.fit(DigitsMLP(lr=5e-3), *loaders(n_train=128))
     messages = _runtime_warnings(record)
-    assert len(messages) == 1 and "the TensorBoard sink failed in scalars()" in messages[0] and "No space left" in messages[0]
+    assert (
+        len(messages) == 1
+        and "the TensorBoard sink failed in scalars()" in messages[0]
+        and "No space left" in messages[0]
+    )
     assert [s for s, _ in cb.history["performance/accuracy/val"]] == [4, 8, 12]
     saved = json.loads((Path(t.logger.log_dir) / "history.json").read_text())
     assert [s for s, _ in saved["performance/accuracy/val"]] == [4, 8, 12]  # written after the writer failed

@@ -92,8 +92,9 @@ def _fit_lightning(tmp_path, callbacks):
     _seed()
     model = RecordingMLP()
     perm = torch.randperm(len(Y), generator=torch.Generator().manual_seed(0))
-    train = torch.utils.data.DataLoader(NoisyDigits(perm[:320]), batch_size=32, shuffle=True,
-                                        generator=torch.Generator().manual_seed(0))
+    train = torch.utils.data.DataLoader(
+        NoisyDigits(perm[:320]), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     val = torch.utils.data.DataLoader(NoisyDigits(perm[320:480]), batch_size=64)
     t = trainer(tmp_path, callbacks, max_epochs=2, log_every_n_steps=1)
     with warnings.catch_warnings(record=True) as caught:
@@ -125,9 +126,16 @@ def _fit_hf(tmp_path, callbacks):
     _seed()
     model = sequence_model(3)  # BERT's default dropout, 0.1
     losses: list[torch.Tensor] = []
-    model.register_forward_hook(lambda m, a, out: losses.append(out.loss.detach().clone()) if m.training else None)
-    t = Trainer(model=model, args=args(tmp_path, num_train_epochs=2, logging_steps=1), train_dataset=NoisySequences(96, 0),
-                eval_dataset=NoisySequences(48, 1), callbacks=callbacks)
+    model.register_forward_hook(
+        lambda m, a, out: losses.append(out.loss.detach().clone()) if m.training else None
+    )
+    t = Trainer(
+        model=model,
+        args=args(tmp_path, num_train_epochs=2, logging_steps=1),
+        train_dataset=NoisySequences(96, 0),
+        eval_dataset=NoisySequences(48, 1),
+        callbacks=callbacks,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t.train()
@@ -140,7 +148,9 @@ def _assert_identical(watched, unwatched) -> None:
     assert losses.shape == losses0.shape and torch.equal(losses, losses0)
     assert weights.keys() == weights0.keys()
     for name in weights0:
-        assert weights[name].dtype == weights0[name].dtype and torch.equal(weights[name], weights0[name]), name
+        assert weights[name].dtype == weights0[name].dtype and torch.equal(weights[name], weights0[name]), (
+            name
+        )
     assert opt["param_groups"] == opt0["param_groups"]
     for i, state in opt0["state"].items():
         for key, value in state.items():
@@ -165,7 +175,9 @@ def hf_unwatched(tmp_path_factory):
 def test_lightning_run_is_bit_identical_with_fitwatch(tmp_path, lightning_unwatched, settings):
     cb = FitWatch(class_names=CLASS_NAMES, **settings)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitWatchWarning)  # findings may fire; fitwatch's own failures may not (above)
+        warnings.simplefilter(
+            "ignore", FitWatchWarning
+        )  # findings may fire; fitwatch's own failures may not (above)
         watched = _fit_lightning(tmp_path, [cb])
     assert cb.history["performance/accuracy/val"]  # it did watch
     if settings:

@@ -50,17 +50,45 @@ from tests.detect import step_series as ss
 
 #: Moderate example counts keep the module at a few seconds; ``derandomize`` makes every run draw the same
 #: examples, so a boundary case cannot make CI flaky.
-SETTINGS = settings(max_examples=60, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 NASTY = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-308, -1e308, 1e308]
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(NASTY))
 series = st.lists(floats, max_size=80)
 #: Detectors that read a loss (``val/train["loss"]``, ``val["nll"]`` or step losses).
-LOSS_READERS = {"overfitting", "subtle_overfitting", "gap", "plateau", "lr_decayed", "leak_suspicious", "divergence",
-                "loss_spikes"}
-EVAL_KEYS = ("loss", "accuracy", "macro_f1", "weighted_f1", "ece", "mce", "adaptive_ece", "classwise_ece", "brier",
-             "nll", "samples", "majority_fraction", "confidence", "ece_chance", "nonfinite_logits")
+LOSS_READERS = {
+    "overfitting",
+    "subtle_overfitting",
+    "gap",
+    "plateau",
+    "lr_decayed",
+    "leak_suspicious",
+    "divergence",
+    "loss_spikes",
+}
+EVAL_KEYS = (
+    "loss",
+    "accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "ece",
+    "mce",
+    "adaptive_ece",
+    "classwise_ece",
+    "brier",
+    "nll",
+    "samples",
+    "majority_fraction",
+    "confidence",
+    "ece_chance",
+    "nonfinite_logits",
+)
 PER_CLASS_KEYS = ("precision", "recall", "f1", "support", "predicted")
 
 
@@ -112,7 +140,7 @@ def test_incremental_ema_equals_the_batch_ema_and_survives_json(y, alpha):
 #: Values on a 1/8 grid and integer shifts keep every sum and difference exact in floating point, so the
 #: shifted series has exactly the same differences and ties as the original.
 grid = st.integers(-8000, 8000).map(lambda k: k / 8)
-shift = st.integers(-10**6, 10**6).map(float)
+shift = st.integers(-(10**6), 10**6).map(float)
 
 
 @SETTINGS
@@ -142,8 +170,10 @@ def test_generalization_loss_is_not_shift_invariant():
 
     def found(offset):
         det = OverfittingDetector()
-        return [det.update(EvalRecord(step=i, epoch=i, val={"loss": v + offset}, train={"loss": t + offset}))
-                for i, (v, t) in enumerate(zip(rising, falling_train))][-1]
+        return [
+            det.update(EvalRecord(step=i, epoch=i, val={"loss": v + offset}, train={"loss": t + offset}))
+            for i, (v, t) in enumerate(zip(rising, falling_train))
+        ][-1]
 
     assert found(0.0) is not None and found(10.0) is None
 
@@ -159,7 +189,9 @@ positive = st.floats(min_value=1e-3, max_value=1e3)
 @given(positive, positive, powers)
 def test_ratio_kernels_are_scale_invariant(current, best, a):
     assert generalization_loss(a * current, a * best) == generalization_loss(current, best)
-    assert relative_improvement(a * best, a * current) == pytest.approx(relative_improvement(best, current), rel=1e-12)
+    assert relative_improvement(a * best, a * current) == pytest.approx(
+        relative_improvement(best, current), rel=1e-12
+    )
 
 
 @SETTINGS
@@ -167,19 +199,26 @@ def test_ratio_kernels_are_scale_invariant(current, best, a):
 def test_rise_since_best_and_training_progress_are_scale_invariant(y, a):
     scaled = [None if v is None else a * v for v in y]
     assert training_progress([v for v in scaled if v is not None]) == pytest.approx(
-        training_progress([v for v in y if v is not None]), rel=1e-9, nan_ok=True)
+        training_progress([v for v in y if v is not None]), rel=1e-9, nan_ok=True
+    )
     r, s = rise_since_best(y), rise_since_best(scaled)
     assert (r is None) == (s is None)
     if r is not None:
         assert (s.best_index, s.since_best, s.p_increasing) == (r.best_index, r.since_best, r.p_increasing)
-        assert s.gl == pytest.approx(r.gl, rel=1e-12, nan_ok=True) and s.noise_pct == pytest.approx(r.noise_pct, rel=1e-6)
+        assert s.gl == pytest.approx(r.gl, rel=1e-12, nan_ok=True) and s.noise_pct == pytest.approx(
+            r.noise_pct, rel=1e-6
+        )
 
 
 # ---------------------------------------------------------------------------------------- detectors: junk
 
 
-junk = st.one_of(st.floats(min_value=-1e100, max_value=1e100), st.sampled_from([math.nan, math.inf, -math.inf, 0.0]))
-metrics = st.dictionaries(st.sampled_from(EVAL_KEYS), st.one_of(junk, st.integers(-2, 10**6)), max_size=len(EVAL_KEYS))
+junk = st.one_of(
+    st.floats(min_value=-1e100, max_value=1e100), st.sampled_from([math.nan, math.inf, -math.inf, 0.0])
+)
+metrics = st.dictionaries(
+    st.sampled_from(EVAL_KEYS), st.one_of(junk, st.integers(-2, 10**6)), max_size=len(EVAL_KEYS)
+)
 junk_eval_records = st.builds(
     EvalRecord,
     step=st.integers(0, 10**6),
@@ -195,11 +234,17 @@ junk_eval_records = st.builds(
 
 def _junk_runs(record_types):
     """Lists of junk records of ``record_types``: the eval records above, step and audit records from ``tests/detect``."""
-    others = ss.junk_records(tuple(t for t in record_types if t is not EvalRecord)) if set(record_types) - {EvalRecord} else None
+    others = (
+        ss.junk_records(tuple(t for t in record_types if t is not EvalRecord))
+        if set(record_types) - {EvalRecord}
+        else None
+    )
     pieces = [st.lists(junk_eval_records, max_size=12)] if EvalRecord in record_types else []
     if others is not None:
         pieces.append(others)
-    return st.lists(st.one_of(*pieces), min_size=1, max_size=3).map(lambda parts: [r for part in parts for r in part])
+    return st.lists(st.one_of(*pieces), min_size=1, max_size=3).map(
+        lambda parts: [r for part in parts for r in part]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
@@ -236,29 +281,70 @@ def plausible_runs(draw):
     classes = draw(st.integers(2, 5))
     val = _walk(draw, epochs, (0.2, 3.0), 0.85, 1.2)
     train = _walk(draw, epochs, (0.2, 3.0), 0.7, 1.1)
-    step_losses = _walk(draw, epochs * steps_per_epoch, (0.2, 3.0), 0.7, 1.4,
-                        nan_rate=draw(st.sampled_from([0.0, 0.0, 0.0, 0.01])))  # mostly finite: explosions get judged
+    step_losses = _walk(
+        draw,
+        epochs * steps_per_epoch,
+        (0.2, 3.0),
+        0.7,
+        1.4,
+        nan_rate=draw(st.sampled_from([0.0, 0.0, 0.0, 0.01])),
+    )  # mostly finite: explosions get judged
     decay = draw(st.sampled_from([1.0, 0.9, 0.5]))
-    records: list = [AuditRecord(step=0, epoch=0, optimizer_names=["AdamW"], initial_lrs=[1e-3], base_lrs=[1e-3],
-                                 max_steps=epochs * steps_per_epoch)]
+    records: list = [
+        AuditRecord(
+            step=0,
+            epoch=0,
+            optimizer_names=["AdamW"],
+            initial_lrs=[1e-3],
+            base_lrs=[1e-3],
+            max_steps=epochs * steps_per_epoch,
+        )
+    ]
     for e in range(epochs):
         lr = 1e-3 * decay**e
         for s in range(log_every, steps_per_epoch + 1, log_every):
             step = e * steps_per_epoch + s
-            records.append(StepRecord(step=step, epoch=e, losses=step_losses[step - log_every : step], lr=[lr],
-                                      grad_norm=draw(st.floats(0.1, 10.0)), weight_norm=10.0 + 0.01 * step,
-                                      progress=step / (epochs * steps_per_epoch)))
+            records.append(
+                StepRecord(
+                    step=step,
+                    epoch=e,
+                    losses=step_losses[step - log_every : step],
+                    lr=[lr],
+                    grad_norm=draw(st.floats(0.1, 10.0)),
+                    weight_norm=10.0 + 0.01 * step,
+                    progress=step / (epochs * steps_per_epoch),
+                )
+            )
         accuracy = draw(st.floats(0.0, 1.0))
         recall = [draw(st.floats(0.0, 1.0)) for _ in range(classes)]
-        records.append(EvalRecord(
-            step=(e + 1) * steps_per_epoch, epoch=e,
-            val={"loss": val[e], "nll": val[e], "accuracy": accuracy, "macro_f1": accuracy, "ece": draw(st.floats(0.0, 0.3)),
-                 "ece_chance": 0.02, "confidence": draw(st.floats(0.3, 1.0)), "samples": 500.0, "majority_fraction": 1 / classes},
-            train={"loss": train[e], "accuracy": draw(st.floats(0.0, 1.0)), "samples": 2000.0},
-            val_per_class={"recall": recall, "f1": recall, "precision": recall, "support": [100.0] * classes,
-                           "predicted": [100.0 * r for r in recall]},
-            class_names=[f"c{i}" for i in range(classes)], lr=[lr], progress=(e + 1) / epochs,
-        ))
+        records.append(
+            EvalRecord(
+                step=(e + 1) * steps_per_epoch,
+                epoch=e,
+                val={
+                    "loss": val[e],
+                    "nll": val[e],
+                    "accuracy": accuracy,
+                    "macro_f1": accuracy,
+                    "ece": draw(st.floats(0.0, 0.3)),
+                    "ece_chance": 0.02,
+                    "confidence": draw(st.floats(0.3, 1.0)),
+                    "samples": 500.0,
+                    "majority_fraction": 1 / classes,
+                },
+                train={"loss": train[e], "accuracy": draw(st.floats(0.0, 1.0)), "samples": 2000.0},
+                val_per_class={
+                    "recall": recall,
+                    "f1": recall,
+                    "precision": recall,
+                    "support": [100.0] * classes,
+                    "predicted": [100.0 * r for r in recall],
+                },
+                class_names=[f"c{i}" for i in range(classes)],
+                lr=[lr],
+                progress=(e + 1) / epochs,
+            )
+        )
     return records
 
 
@@ -313,7 +399,10 @@ def test_the_invariance_tests_can_fail():
     @SETTINGS
     @given(plausible_runs())
     def run(records):
-        changed.append(_findings(_map_losses(records, lambda v: v + 10.0), LOSS_READERS) != _findings(records, LOSS_READERS))
+        changed.append(
+            _findings(_map_losses(records, lambda v: v + 10.0), LOSS_READERS)
+            != _findings(records, LOSS_READERS)
+        )
 
     run()
     assert sum(changed) >= 5, f"{sum(changed)} of {len(changed)}"

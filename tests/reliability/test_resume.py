@@ -74,14 +74,21 @@ class ScriptedModule(pl.LightningModule):
 
 def _loaders():
     data = torch.utils.data.TensorDataset(X[:64], Y[:64])
-    train = torch.utils.data.DataLoader(data, batch_size=16)  # in order: float sums add up the same way after the kill
-    return train, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X[64:128], Y[64:128]), batch_size=32)
+    train = torch.utils.data.DataLoader(
+        data, batch_size=16
+    )  # in order: float sums add up the same way after the kill
+    return train, torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(X[64:128], Y[64:128]), batch_size=32
+    )
 
 
 def _warned(caught) -> Counter:
     """Finding codes warned, with how many times each."""
-    return Counter(re.match(r"\[(FW-[A-Z-]+)\]", str(w.message)).group(1) for w in caught
-                   if issubclass(w.category, FitWatchWarning) and str(w.message).startswith("[FW-"))
+    return Counter(
+        re.match(r"\[(FW-[A-Z-]+)\]", str(w.message)).group(1)
+        for w in caught
+        if issubclass(w.category, FitWatchWarning) and str(w.message).startswith("[FW-")
+    )
 
 
 def _fit(fn):
@@ -95,12 +102,17 @@ def _fit(fn):
 def lightning_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume")
     reference = FitWatch(log_every_n_steps=2)
-    warned_reference = _fit(lambda: trainer(tmp / "reference", [reference], max_epochs=EPOCHS, logger=False).fit(
-        ScriptedModule(), *_loaders()))
+    warned_reference = _fit(
+        lambda: trainer(tmp / "reference", [reference], max_epochs=EPOCHS, logger=False).fit(
+            ScriptedModule(), *_loaders()
+        )
+    )
 
     first = FitWatch(log_every_n_steps=2)
     checkpoints = ModelCheckpoint(dirpath=tmp / "ckpt", save_top_k=-1, every_n_epochs=1)
-    t1 = trainer(tmp / "killed", [first, checkpoints], max_epochs=EPOCHS, logger=False, enable_checkpointing=True)
+    t1 = trainer(
+        tmp / "killed", [first, checkpoints], max_epochs=EPOCHS, logger=False, enable_checkpointing=True
+    )
     with pytest.raises(Killed):
         _fit(lambda: t1.fit(ScriptedModule(kill_in_epoch=LAST_BEFORE_KILL + 1), *_loaders()))
     warned_first = _warned_in(first)
@@ -111,8 +123,12 @@ def lightning_runs(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
         warned_resumed = _fit(lambda: t2.fit(ScriptedModule(), *_loaders(), ckpt_path=ckpt))
-    return {"reference": (reference, warned_reference), "first": (first, warned_first), "resumed": (resumed, warned_resumed),
-            "checkpoint": torch.load(ckpt, weights_only=False)}
+    return {
+        "reference": (reference, warned_reference),
+        "first": (first, warned_first),
+        "resumed": (resumed, warned_resumed),
+        "checkpoint": torch.load(ckpt, weights_only=False),
+    }
 
 
 def _warned_in(cb) -> Counter:
@@ -130,24 +146,33 @@ def _assert_same_history(resumed, reference, restart_step):
     in the resumed fit (the data may have changed), one more point at ``restart_step``."""
     data = {k for k in reference.history if k.startswith("data/")}
     assert {k: v for k, v in resumed.history.items() if k not in data} == {
-        k: v for k, v in reference.history.items() if k not in data}
+        k: v for k, v in reference.history.items() if k not in data
+    }
     for k in data:
-        assert resumed.history[k][:-1] == reference.history[k] and resumed.history[k][-1][0] == restart_step, k
+        assert (
+            resumed.history[k][:-1] == reference.history[k] and resumed.history[k][-1][0] == restart_step
+        ), k
 
 
 def test_lightning_resume_is_invisible_to_fitwatch(lightning_runs):
     (reference, _), (first, _), (resumed, _) = (lightning_runs[k] for k in ("reference", "first", "resumed"))
     _assert_same_history(resumed, reference, 4 * (LAST_BEFORE_KILL + 1))
     assert [f.to_dict() for f in resumed.findings] == [f.to_dict() for f in reference.findings]
-    assert resumed.observer.monitor.state_dict()["detectors"] == reference.observer.monitor.state_dict()["detectors"]
+    assert (
+        resumed.observer.monitor.state_dict()["detectors"]
+        == reference.observer.monitor.state_dict()["detectors"]
+    )
     steps = [s for s, _ in resumed.history["performance/accuracy/val"]]
     assert steps == [4 * (e + 1) for e in range(EPOCHS)]
-    assert len(first.history["performance/accuracy/val"]) == LAST_BEFORE_KILL + 1  # the kill came after a validation
+    assert (
+        len(first.history["performance/accuracy/val"]) == LAST_BEFORE_KILL + 1
+    )  # the kill came after a validation
 
 
 def test_lightning_causes_warned_before_the_kill_are_not_warned_again(lightning_runs):
     (_, warned_reference), (first, warned_first), (_, warned_resumed) = (
-        lightning_runs[k] for k in ("reference", "first", "resumed"))
+        lightning_runs[k] for k in ("reference", "first", "resumed")
+    )
     _assert_warned_once_across_the_kill(first, warned_first, warned_resumed, warned_reference)
 
 
@@ -155,7 +180,9 @@ def _assert_warned_once_across_the_kill(first, warned_first, warned_resumed, war
     """FW-CLASS-NEVER-PREDICTED still holds after the kill but is not warned again; FW-GAP-WIDENING was raised
     before it as INFO (not warned) and is warned once when it escalates; FW-OVERFIT is new after it."""
     assert "FW-CLASS-NEVER-PREDICTED" in warned_first and "FW-CLASS-NEVER-PREDICTED" not in warned_resumed
-    assert "FW-GAP-WIDENING" in {f.code for f in first.findings} and "FW-OVERFIT" not in {f.code for f in first.findings}
+    assert "FW-GAP-WIDENING" in {f.code for f in first.findings} and "FW-OVERFIT" not in {
+        f.code for f in first.findings
+    }
     assert "FW-OVERFIT" in warned_resumed
     assert warned_first + warned_resumed == warned_reference
     assert set(warned_reference.values()) == {1}
@@ -165,11 +192,17 @@ def test_lightning_overfitting_confirmed_across_the_kill(lightning_runs):
     """FW-OVERFIT needs two consecutive confirmations: the checkpoint holds the first (streak 1) and the best
     validation loss (epoch 4); the resumed run confirms at epoch 7, as the uninterrupted run does."""
     (reference, _), (resumed, _) = lightning_runs["reference"], lightning_runs["resumed"]
-    saved = lightning_runs["checkpoint"]["callbacks"][resumed.state_key]["observer"]["monitor"]["detectors"]["overfitting"]
+    saved = lightning_runs["checkpoint"]["callbacks"][resumed.state_key]["observer"]["monitor"]["detectors"][
+        "overfitting"
+    ]
     assert saved["streak"] == 1
     found = next(f for f in resumed.findings if f.code == "FW-OVERFIT")
     first_raised = min(s for s, _ in resumed.history["findings/FW-OVERFIT"])
-    assert first_raised == min(s for s, _ in reference.history["findings/FW-OVERFIT"]) == 4 * (LAST_BEFORE_KILL + 2)
+    assert (
+        first_raised
+        == min(s for s, _ in reference.history["findings/FW-OVERFIT"])
+        == 4 * (LAST_BEFORE_KILL + 2)
+    )
     assert found.evidence["best_epoch"] == 4 < LAST_BEFORE_KILL
 
 
@@ -199,7 +232,7 @@ class ScriptedClassifier(nn.Module):
 
 class EpochTracker(TrainerCallback):
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
-        model.epoch = int(round(state.epoch or 0))
+        model.epoch = round(state.epoch or 0)
 
 
 class DictDigits(torch.utils.data.Dataset):
@@ -214,10 +247,23 @@ class DictDigits(torch.utils.data.Dataset):
 
 
 def _hf_trainer(tmp, cb, model, **kwargs):
-    a = hf_args(tmp, num_train_epochs=EPOCHS, per_device_train_batch_size=16, logging_steps=2, save_strategy="epoch",
-                restore_callback_states_from_checkpoint=True, report_to=[], **kwargs)
-    return Trainer(model=model, args=a, train_dataset=DictDigits(0, 64), eval_dataset=DictDigits(64, 128),
-                   callbacks=[cb, EpochTracker()])
+    a = hf_args(
+        tmp,
+        num_train_epochs=EPOCHS,
+        per_device_train_batch_size=16,
+        logging_steps=2,
+        save_strategy="epoch",
+        restore_callback_states_from_checkpoint=True,
+        report_to=[],
+        **kwargs,
+    )
+    return Trainer(
+        model=model,
+        args=a,
+        train_dataset=DictDigits(0, 64),
+        eval_dataset=DictDigits(64, 128),
+        callbacks=[cb, EpochTracker()],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -227,15 +273,25 @@ def hf_runs(tmp_path_factory):
     warned_reference = _fit(lambda: _hf_trainer(tmp / "reference", reference, ScriptedClassifier()).train())
     first = FitWatchCallback(num_classes=CLASSES)
     with pytest.raises(Killed):
-        _fit(lambda: _hf_trainer(tmp / "killed", first, ScriptedClassifier(kill_in_epoch=LAST_BEFORE_KILL + 1)).train())
+        _fit(
+            lambda: _hf_trainer(
+                tmp / "killed", first, ScriptedClassifier(kill_in_epoch=LAST_BEFORE_KILL + 1)
+            ).train()
+        )
     checkpoint = tmp / "killed" / f"checkpoint-{4 * (LAST_BEFORE_KILL + 1)}"
     fresh = FitWatchCallback(num_classes=CLASSES)
     t2 = _hf_trainer(tmp / "killed", fresh, ScriptedClassifier())
     warned_resumed = _fit(lambda: t2.train(resume_from_checkpoint=str(checkpoint)))
     resumed = next(cb for cb in t2.callback_handler.callbacks if isinstance(cb, FitWatchCallback))
-    state = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]["FitWatchCallback"]
-    return {"reference": (reference, warned_reference), "first": (first, _warned_in(first)),
-            "resumed": (resumed, warned_resumed), "saved": state}
+    state = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"][
+        "FitWatchCallback"
+    ]
+    return {
+        "reference": (reference, warned_reference),
+        "first": (first, _warned_in(first)),
+        "resumed": (resumed, warned_resumed),
+        "saved": state,
+    }
 
 
 def test_hf_resume_is_invisible_to_fitwatch(hf_runs):
@@ -243,13 +299,17 @@ def test_hf_resume_is_invisible_to_fitwatch(hf_runs):
     # HF hands no evaluation loader to on_train_begin: the data checks run at the first evaluation.
     _assert_same_history(resumed, reference, 4 * (LAST_BEFORE_KILL + 2))
     assert [f.to_dict() for f in resumed.findings] == [f.to_dict() for f in reference.findings]
-    assert resumed.observer.monitor.state_dict()["detectors"] == reference.observer.monitor.state_dict()["detectors"]
+    assert (
+        resumed.observer.monitor.state_dict()["detectors"]
+        == reference.observer.monitor.state_dict()["detectors"]
+    )
     assert [s for s, _ in resumed.history["performance/accuracy/val"]] == [4 * (e + 1) for e in range(EPOCHS)]
 
 
 def test_hf_causes_warned_before_the_kill_are_not_warned_again_and_overfitting_spans_it(hf_runs):
     (_, warned_reference), (first, warned_first), (resumed, warned_resumed) = (
-        hf_runs[k] for k in ("reference", "first", "resumed"))
+        hf_runs[k] for k in ("reference", "first", "resumed")
+    )
     _assert_warned_once_across_the_kill(first, warned_first, warned_resumed, warned_reference)
     saved = hf_runs["saved"]["attributes"]["fitwatch_state"]["monitor"]["detectors"]["overfitting"]
     assert saved["streak"] == 1
@@ -284,7 +344,8 @@ def test_state_is_strict_json(lightning_runs, hf_runs):
 
 #: Keys whose absence the current code does not survive (a strict xfail test below holds them).
 MISALIGNED_SERIES = [
-    ("observer", "monitor", "detectors", "overfitting", key) for key in ("epochs", "steps", "train_loss", "accuracy")
+    ("observer", "monitor", "detectors", "overfitting", key)
+    for key in ("epochs", "steps", "train_loss", "accuracy")
 ] + [("observer", "monitor", "detectors", "plateau", "epochs")]
 
 
@@ -302,13 +363,20 @@ def _load_and_run(state) -> str | None:
         except Exception as err:  # noqa: BLE001  (collected, reported together below)
             return f"load_state_dict raised {type(err).__name__}: {err}"
         monitor = clone.observer.monitor
-        monitor.step(StepRecord(step=100, epoch=12, losses=[0.3, 0.31], lr=[1e-3], grad_norm=1.0, weight_norm=10.0))
-        monitor.evaluation(EvalRecord(
-            step=100, epoch=12, val={"loss": 1.1, "accuracy": 0.8}, train={"loss": 0.3, "accuracy": 0.9},
-            val_per_class={k: [0.8] * CLASSES for k in ("recall", "f1", "precision")} | {
-                "support": [6.0] * CLASSES, "predicted": [6.0] * CLASSES},
-            class_names=[str(i) for i in range(CLASSES)],
-        ))
+        monitor.step(
+            StepRecord(step=100, epoch=12, losses=[0.3, 0.31], lr=[1e-3], grad_norm=1.0, weight_norm=10.0)
+        )
+        monitor.evaluation(
+            EvalRecord(
+                step=100,
+                epoch=12,
+                val={"loss": 1.1, "accuracy": 0.8},
+                train={"loss": 0.3, "accuracy": 0.9},
+                val_per_class={k: [0.8] * CLASSES for k in ("recall", "f1", "precision")}
+                | {"support": [6.0] * CLASSES, "predicted": [6.0] * CLASSES},
+                class_names=[str(i) for i in range(CLASSES)],
+            )
+        )
     failed = [str(w.message) for w in caught if "failed" in str(w.message)]
     return failed[0] if failed else None
 
@@ -329,9 +397,12 @@ def test_states_missing_any_key_added_later_still_load_and_run(lightning_runs):
     assert failures == {}
 
 
-@pytest.mark.xfail(strict=True, reason="detectors keep parallel per-evaluation lists (overfitting: val_loss, epochs, "
-                   "steps, train_loss, accuracy; plateau: ..., epochs); a state without one of them loads with the lists "
-                   "misaligned and the detector raises IndexError at its next update (detect/base.py load_state_dict)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="detectors keep parallel per-evaluation lists (overfitting: val_loss, epochs, "
+    "steps, train_loss, accuracy; plateau: ..., epochs); a state without one of them loads with the lists "
+    "misaligned and the detector raises IndexError at its next update (detect/base.py load_state_dict)",
+)
 @pytest.mark.parametrize("path", MISALIGNED_SERIES, ids=lambda p: ".".join(p[-2:]))
 def test_a_missing_per_evaluation_series_keeps_its_detector_running(lightning_runs, path):
     assert _load_and_run(_without(_saved_state(lightning_runs), path)) is None
@@ -349,5 +420,7 @@ def test_hf_exportable_state_missing_keys_still_restores_the_rest(hf_runs):
         cb = FitWatchCallback(**state.get("args", {}))
         cb.fitwatch_state = state.get("attributes", {}).get("fitwatch_state", {})
         cb._observer(None)  # builds the observer and applies the pending state, as on_init_end does
-        if path[: len(history_path)] != history_path[: len(path)]:  # the history itself, or a part of it, was kept
+        if (
+            path[: len(history_path)] != history_path[: len(path)]
+        ):  # the history itself, or a part of it, was kept
             assert cb.history == expected, path
