@@ -300,7 +300,10 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         if not self._data_checked and self._training:
             self._check_data(args, state, eval_dataloader, processing_class)  # first evaluation set seen
         if self._staged is not None and self.observer is not None:
-            self.observer.eval_batch(*self._staged)
+            logits, labels, loss = self._staged
+            keep = _real_rows(logits.shape[0], args.process_index)
+            if keep > 0:
+                self.observer.eval_batch(logits[:keep], labels[:keep], loss)
         self._staged = None
 
     def on_evaluate(
@@ -337,6 +340,21 @@ def _field(output: Any, name: str) -> Any:
     if isinstance(output, Mapping):
         return output.get(name)
     return getattr(output, name, None)
+
+
+def _real_rows(rows: int, process_index: int) -> int:
+    """Rows of this process's evaluation batch that are real samples.
+
+    With ``even_batches`` (the default) Accelerate completes the last batches of every process with samples
+    from the start of the set; ``GradientState.remainder`` says how many rows of the gathered last batch
+    (process 0's rows first) are real, which is what ``gather_for_metrics`` keeps.
+    """
+    from accelerate.state import GradientState
+
+    state = GradientState()
+    if not state.end_of_dataloader or state.remainder <= 0:
+        return rows
+    return max(0, min(rows, state.remainder - process_index * rows))
 
 
 def _epoch(state: TrainerState) -> int | None:

@@ -99,6 +99,8 @@ class Observer:
         self._grad_norm: Tensor | None = None
         self._hparams: dict[str, dict[str, float]] = {}
         self._step_loss: Tensor | None = None  # sum of micro-batch losses of the current optimizer step
+        self._step_counted: Tensor | None = None  # its micro-batches with at least one counted target
+        self._counted: Tensor | None = None  # per step since the last StepRecord: had it a counted target
         self._micro_batches = 0
         self._losses: Tensor | None = None  # per-step mean losses since the last StepRecord
         self._logged_losses = 0
@@ -139,10 +141,11 @@ class Observer:
         return self.monitor.history
 
     def warn_once(self, key: str, message: str) -> None:
-        """A :class:`FitWatchRuntimeWarning` the first time ``key`` is seen, never again in this run."""
+        """A :class:`FitWatchRuntimeWarning` the first time ``key`` is seen, never again in this run; rank zero only."""
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, FitWatchRuntimeWarning, stacklevel=3)
+            if _rank() == 0:
+                warnings.warn(message, FitWatchRuntimeWarning, stacklevel=3)
 
     def is_logging_step(self, step: int) -> bool:
         """Whether the optimizer step that starts from ``step`` completed steps is a logging step."""
@@ -181,7 +184,13 @@ class Observer:
     ) -> None:
         if loss is not None:
             loss_t = torch.as_tensor(loss).detach().float().reshape(-1)[0]
+            counted = torch.ones((), device=loss_t.device)
+            if target is not None and self.config.ignore_index is not None:
+                # Every target ignored: the mean loss is 0/0 = NaN and the gradients are zero. Not divergence.
+                counted = (target != self.config.ignore_index).any().to(loss_t.device, torch.float32)
+                loss_t = torch.where(counted > 0, loss_t, torch.zeros_like(loss_t))
             self._step_loss = loss_t if self._step_loss is None else self._step_loss + loss_t
+            self._step_counted = counted if self._step_counted is None else self._step_counted + counted
             self._micro_batches += 1
         if logits is not None and target is not None and self.config.train_metrics:
             self.train.update(logits, target, loss)
@@ -204,14 +213,16 @@ class Observer:
         With ``defer=True`` a logging step's record waits for :meth:`flush_step` (which can add a gradient
         norm the framework computed).
         """
-        if self._step_loss is not None:
-            mean = self._step_loss / max(self._micro_batches, 1)
-            if self._losses is None or self._losses.device != mean.device:
+        if self._step_loss is not None and self._step_counted is not None:
+            mean = self._step_loss / self._step_counted.clamp(min=1)
+            if self._losses is None or self._counted is None or self._losses.device != mean.device:
                 self._losses = torch.zeros(self.log_every_n_steps, device=mean.device)
+                self._counted = torch.ones(self.log_every_n_steps, dtype=torch.bool, device=mean.device)
                 self._logged_losses = 0
             self._losses[self._logged_losses % self.log_every_n_steps] = mean
+            self._counted[self._logged_losses % self.log_every_n_steps] = self._step_counted > 0
             self._logged_losses += 1
-            self._step_loss, self._micro_batches = None, 0
+            self._step_loss, self._step_counted, self._micro_batches = None, None, 0
         if self._ratios.pending:
             self._pending_ratios = self._ratios.ratios()
         if self._audit_due and self._optimizers:
@@ -247,6 +258,8 @@ class Observer:
     def _log_step(self, model: nn.Module, step: int, epoch: int | None) -> None:
         n = min(self._logged_losses, self.log_every_n_steps)
         losses = self._losses[:n].tolist() if self._losses is not None and n else []
+        if losses and self._counted is not None:  # a step whose every target was ignored has no loss
+            losses = [v for v, counted in zip(losses, self._counted[:n].tolist()) if counted]
         self._logged_losses = 0
         nonfinite_loss = sum(1 for v in losses if not math.isfinite(v))
         grad_norm = float(self._grad_norm) if self._grad_norm is not None else None
@@ -336,6 +349,12 @@ class Observer:
         self.val.sync()
         self.train.sync()
         if not self.val.initialized:  # no batch with logits (empty loader, or the adapter already warned why)
+            if self.train.initialized and not self._train_flushed:  # reduced above already: log, never sync twice
+                train = self.train.compute()
+                if train.summary.get("batches"):
+                    self._log_split(train, "train", step, self.class_names(), rank_by=train)
+                self.train.reset()
+                self._train_flushed = True
             return []
         val = self.val.compute()
         train = self.train.compute() if self.train.initialized and self.config.train_metrics else None
@@ -362,11 +381,28 @@ class Observer:
             )
         )
         self._audit_due = training and bool(self._optimizers)  # re-audit at the next training step, in train mode
+        self._gather_findings()
         self._log_data_views(step, names)
         self.val.reset()
         self.train.reset()
         self._train_flushed = True
         return findings
+
+    def _gather_findings(self) -> None:
+        """Show here the causes other ranks found alone (step records hold each rank's own losses), so that rank
+        zero reports, and ``stop_on`` reduces, the same set. One ``all_gather_object`` per evaluation."""
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        everyone: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, [f.to_dict() for f in self.monitor.findings])
+        known = {f.key for f in self.monitor.findings}
+        for theirs in everyone:
+            for data in theirs or []:
+                finding = Finding.from_dict(data)
+                if finding.key not in known:
+                    known.add(finding.key)
+                    self.monitor.report(finding)
 
     def end_train_epoch(self, *, step: int, epoch: int | None) -> None:
         """Log the training metrics of an epoch that had no evaluation."""
@@ -543,6 +579,12 @@ class Observer:
         if state.get("train"):
             self.train.load_state_dict(state["train"])
             self._train_flushed = not self.train.initialized
+
+
+def _rank() -> int:
+    """This process's rank (0 without torch.distributed)."""
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _with_loss(summary: Mapping[str, float]) -> dict[str, float]:

@@ -95,11 +95,6 @@ def test_a_short_last_batch_does_not_hang_and_both_ranks_agree(hf):
     assert_same_history(two[0]["history"], two[1]["history"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hf.py counts the samples Accelerate repeats to complete the last evaluation "
-    "batches (even_batches): 80 samples for a set of 72; see the report's patch (on_prediction_step)",
-)
 def test_samples_repeated_to_complete_the_last_batch_are_not_counted(hf):
     _, two = hf(PADDED_SIZE)
     counts = Counter(SequenceData(PADDED_SIZE, seed=1).y.tolist())
@@ -120,11 +115,6 @@ def test_a_stop_on_finding_on_one_rank_stops_every_rank_at_the_same_step(hf):
     assert two[0]["global_step"] == two[1]["global_step"] == stop_at < EPOCHS * STEPS_PER_EPOCH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="findings made on a non-zero rank never reach rank 0's sinks; see the "
-    "report's patch (Observer.end_evaluation)",
-)
 def test_rank_zero_shows_the_finding_that_stopped_the_run(hf):
     out, _ = hf(EVEN_SIZE, stop=True)
     (path,) = out.rglob("findings.jsonl")

@@ -129,11 +129,6 @@ def test_logits_on_rank_zero_only_do_not_hang(lightning):
         ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Observer.warn_once warns on every rank (observer.py, warn_once): rank 1 "
-    "warns 'no logits from validation_step'; see the report's patch",
-)
 def test_rank_one_does_not_repeat_runtime_warnings(lightning):
     out, _ = lightning("rank_zero_only")
     assert "fitwatch" not in stderr_of(out, 1)
@@ -155,11 +150,6 @@ def test_a_stop_on_finding_on_one_rank_stops_every_rank_at_the_same_step(lightni
     assert two[0]["global_step"] == two[1]["global_step"] == stop_at < MAX_EPOCHS * STEPS_PER_EPOCH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="findings made on a non-zero rank never reach rank 0's sinks, so the cause "
-    "of a stop they triggered is shown nowhere; see the report's patch (Observer.end_evaluation)",
-)
 def test_rank_zero_shows_the_finding_that_stopped_the_run(lightning):
     out, _ = lightning("stop")
     codes = {

@@ -136,12 +136,6 @@ def test_an_empty_validation_loader_still_logs_training_metrics(tmp_path):
     assert [v for _, v in cb.history["health/samples/train"]] == [128.0, 128.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Observer.end_evaluation returns before logging the training interval when "
-    "validation saw no batch (observer.py: `if not self.val.initialized: return []`), and HF defers the "
-    "epoch's training metrics to that evaluation: they are never logged",
-)
 def test_hf_empty_evaluation_set_still_logs_training_metrics(tmp_path):
     cb = FitWatchCallback(config={"data_checks": False})
     Trainer(
@@ -199,11 +193,6 @@ def test_a_batch_whose_labels_are_all_ignore_index(tmp_path):
     assert math.isfinite(cb.history["performance/loss/val"][-1][1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PredictionAccumulator.update counts the NaN mean loss of a batch without any "
-    "counted target (0/0) as a non-finite loss (metrics/accumulator.py, `loss_nonfinite = (~ok).long()`)",
-)
 @pytest.mark.parametrize("rows", [0, 4], ids=["no-rows", "all-ignored"])
 def test_the_nan_loss_of_a_batch_without_targets_is_not_a_nonfinite_loss(rows):
     acc = PredictionAccumulator()
@@ -214,12 +203,6 @@ def test_the_nan_loss_of_a_batch_without_targets_is_not_a_nonfinite_loss(rows):
     assert summary["nonfinite_loss"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Observer.train_batch averages the step loss without looking at the targets: a "
-    "training batch whose labels are all ignore_index (NaN loss, zero gradients) raises FW-DIVERGENCE, "
-    "'the run has diverged' (observer.py train_batch/_log_step)",
-)
 def test_a_training_batch_whose_labels_are_all_ignored_is_not_divergence(tmp_path):
     cb = FitWatch(class_names=CLASS_NAMES, log_every_n_steps=4, config={"data_checks": False})
     train = _with_ignored_batch(0, 32, 2, n=256)

@@ -13,6 +13,7 @@ uses (``FitWatchConfig(detectors={"plateau": {"patience": 8}})``).
 from __future__ import annotations
 
 import abc
+import copy
 import inspect
 from collections import deque
 from collections.abc import Mapping
@@ -39,6 +40,9 @@ class Detector(abc.ABC):
 
     name: ClassVar[str]
     record_types: ClassVar[tuple[type, ...]]
+    #: Per-record lists kept in step (entry ``i`` of each belongs to record ``i``), each with the value that
+    #: stands for "unknown" in it. A state saved before one of them existed gets it padded at the front.
+    series: ClassVar[Mapping[str, Any]] = {}
 
     @abc.abstractmethod
     def update(self, record: Record) -> Finding | None:
@@ -59,6 +63,10 @@ class Detector(abc.ABC):
             if key in self.__dict__:
                 current = self.__dict__[key]
                 self.__dict__[key] = _restore(current, val)
+        longest = max((len(self.__dict__[k]) for k in self.series), default=0)
+        for key, unknown in self.series.items():
+            values = self.__dict__[key]
+            values[:0] = [copy.copy(unknown) for _ in range(longest - len(values))]
 
     def _init_kwargs(self) -> dict[str, Any]:
         params = inspect.signature(type(self).__init__).parameters

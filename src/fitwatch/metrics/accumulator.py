@@ -140,6 +140,7 @@ class PredictionAccumulator:
             self._counts.update_multilabel(logits2 > 0, target2, weights)
             self._calibration.update_multilabel(logits2, target2, weights)
             invalid = (~valid_t & finite & keep).sum()
+            targeted = valid_t & keep
         else:
             if self.task == "binary":
                 z = logits.reshape(-1)
@@ -158,6 +159,7 @@ class PredictionAccumulator:
             self._counts.update(log_probs.argmax(dim=1), target1, weights)
             self._calibration.update_multiclass(log_probs, target1, weights, binary=self.task == "binary")
             invalid = (~in_range & ~ignored & finite & keep).sum()
+            targeted = in_range & ~ignored & keep
         nonfinite = (~finite & keep).sum()
         loss_nonfinite = torch.zeros((), dtype=torch.long, device=logits.device)
         if loss is not None:
@@ -165,7 +167,8 @@ class PredictionAccumulator:
             ok = torch.isfinite(loss_t)
             n_valid = weights.sum().to(self._loss.dtype)  # type: ignore[union-attr]
             self._loss += torch.stack([torch.where(ok, loss_t.to(n_valid.dtype) * n_valid, 0.0), torch.where(ok, n_valid, 0.0)])  # type: ignore[operator]
-            loss_nonfinite = (~ok).long()
+            # A batch without a counted target has a NaN mean loss by definition (0/0): not a non-finite loss.
+            loss_nonfinite = (~ok & targeted.any()).long()
         self._health += torch.stack([nonfinite, invalid, loss_nonfinite, torch.ones_like(nonfinite)])
 
     def _initialize(self, logits: Tensor, target: Tensor) -> None:
