@@ -14,6 +14,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from fitwatch import FitWatchRuntimeWarning
 from fitwatch.lightning import FitWatch
 from tests.references import reference_ece
+from tests.sync_counter import SyncCounter
 
 from .digits import CLASS_NAMES, DigitsMLP, loaders, trainer
 
@@ -104,36 +105,8 @@ def test_update_ratios_on_diag_steps(tmp_path):
     assert all(1e-4 < v < 1e-1 for _, v in ratios["weights/update_ratio/net.0"])
 
 
-class _SyncCounter:
-    """Counts host-sync calls made from fitwatch's own code while flagged active."""
-
-    NAMES = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__")
-
-    def __init__(self, monkeypatch):
-        import fitwatch
-
-        self.root = fitwatch.__file__.rsplit("/", 1)[0]
-        self.active = False
-        self.calls: list[str] = []
-        for name in self.NAMES:
-            original = getattr(torch.Tensor, name)
-            monkeypatch.setattr(torch.Tensor, name, self._wrap(name, original))
-
-    def _wrap(self, name, original):
-        import sys
-
-        def wrapper(tensor, *args, **kwargs):
-            if self.active:
-                caller = sys._getframe(1).f_code.co_filename
-                if caller.startswith(self.root):
-                    self.calls.append(f"{name} from {caller}:{sys._getframe(1).f_lineno}")
-            return original(tensor, *args, **kwargs)
-
-        return wrapper
-
-
 def test_no_host_sync_in_per_step_hooks_between_logging_steps(tmp_path, monkeypatch):
-    counter = _SyncCounter(monkeypatch)
+    counter = SyncCounter(monkeypatch)
 
     class Counted(FitWatch):
         def _wrap_hook(self, hook, trainer, *args):
