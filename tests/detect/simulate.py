@@ -237,6 +237,34 @@ def overfitting(
     return Run(observe(rng, curves, noise=noise), onset, "overfitting")
 
 
+def memorizing(
+    seed: int,
+    n_evals: int = 12,
+    noise: float = 0.02,
+    *,
+    rise: float = 0.04,
+    train_decay: float = 0.6,
+    overconfidence_rate: float = 0.01,
+) -> Run:
+    """A short run that memorizes its training set: from the onset (evaluation 2-4, as in the zoo's ticket runs)
+    the validation loss rises by ``rise`` per evaluation while the training loss shrinks by ``train_decay`` per
+    evaluation and every confidence bin drifts ``overconfidence_rate`` above its accuracy; accuracy holds.
+
+    With the minimum this early, the noise of the validation loss cannot be measured yet when the rise begins.
+    """
+    rng = random.Random(seed)
+    curves = healthy_curves(rng, n_evals, tau=rng.uniform(0.8, 1.5))
+    onset = rng.randint(2, 4)
+    base = curves.val_loss[onset]
+    for i in range(onset + 1, n_evals):
+        k = i - onset
+        curves.val_loss[i] = base * (1.0 + rise * k)
+        curves.train_loss[i] = curves.train_loss[onset] * train_decay**k
+        curves.recall[i] = list(curves.recall[onset])
+        curves.overconfidence[i] = overconfidence_rate * k
+    return Run(observe(rng, curves, noise=noise), onset, "memorizing")
+
+
 def subtle_overfitting(
     seed: int,
     n_evals: int = 30,

@@ -7,7 +7,14 @@ import math
 
 import pytest
 
-from fitwatch.detect.overfitting import GapDetector, OverfittingDetector, SubtleOverfittingDetector
+from fitwatch.detect.overfitting import (
+    GapDetector,
+    OverfittingDetector,
+    SubtleOverfittingDetector,
+    ece_rise,
+    score_tolerance,
+    settled_noise,
+)
 from fitwatch.detect.trends import generalization_loss, mann_kendall
 from fitwatch.findings import Severity
 
@@ -139,11 +146,133 @@ def test_overfit_non_finite_values_never_raise():
         ({"min_evaluations": 2}, ValueError, "Expected `min_evaluations` to be at least 3"),
         ({"sharp_factor": 0.0}, ValueError, "Expected `sharp_factor` to be a positive float"),
         ({"strip": 0}, ValueError, "Expected `strip` to be a positive int"),
+        ({"corroborated_factor": -2.0}, ValueError, "Expected `corroborated_factor` to be a positive float"),
+        ({"train_fall": "0.2"}, TypeError, r"Expected `train_fall` to be a float in \[0, 1\]"),
+        ({"accuracy_tolerance": 0.0}, ValueError, "Expected `accuracy_tolerance` to be a positive float"),
+        ({"accuracy_se": -1.0}, ValueError, "Expected `accuracy_se` to be a positive float"),
+        ({"ece_chance_factor": 0.0}, ValueError, "Expected `ece_chance_factor` to be a positive float"),
+        ({"ece_min_rise": None}, TypeError, "Expected `ece_min_rise` to be a positive float"),
     ],
 )
 def test_overfit_argument_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         OverfittingDetector(**kwargs)
+
+
+# ------------------------------------------------------------------ FW-OVERFIT, corroborated early
+
+#: ECE falling to 0.03 at the best (epoch 5), then rising: by epoch 7 it is 0.025 above its median around the
+#: best (0.035), more than the chance level 0.02.
+RISING_ECE = [0.08, 0.06, 0.05, 0.04, 0.035, 0.03, 0.04, 0.06, 0.07, 0.08]
+CHANCE = [0.02] * 10
+
+
+def test_overfit_corroborated_by_ece_fires_two_evaluations_earlier():
+    records = sim.records_from(
+        val_loss=U_VAL, train_loss=FALLING_TRAIN, val_ece=RISING_ECE, val_ece_chance=CHANCE
+    )
+    found = sim.replay(OverfittingDetector(), records)
+    # Held above the best (+3.2%, +12.9%) on both evaluations since it, training loss down 36%, ECE up 0.025:
+    # confirmed at epoch 7 instead of 8.
+    assert fired(found) == [7, 8, 9]
+    f = found[7]
+    noise = settled_noise(U_VAL[:8])
+    assert f.evidence["gl"] == pytest.approx(generalization_loss(0.70, 0.62))
+    assert f.evidence["gl_threshold"] == pytest.approx(max(2.0, 2.0 * 100 * noise))
+    assert f.evidence["train_fall_pct"] == pytest.approx(100 * (1 - FALLING_TRAIN[7] / FALLING_TRAIN[5]))
+    assert f.evidence["corroborated_by"] == "ece"
+    assert (f.evidence["ece_then"], f.evidence["ece_now"]) == (0.035, 0.06)
+    assert f.message == (
+        "validation loss has risen for 2 evaluations since epoch 5 (0.62 -> 0.7, +13%) while training loss fell "
+        "36%; ECE rose from 0.035 to 0.060, so the model also grows overconfident; this is overfitting"
+    )
+    # The finding made by the uncorroborated test later says nothing of ECE.
+    assert found[9].evidence["corroborated_by"] is None and "ECE" not in found[9].message
+
+
+def test_overfit_corroborated_by_a_falling_accuracy():
+    acc = [0.7, 0.8, 0.85, 0.87, 0.88, 0.88, 0.87, 0.85, 0.84, 0.83]
+    records = sim.records_from(
+        val_loss=U_VAL, train_loss=FALLING_TRAIN, val_accuracy=acc, val_samples=[1000] * 10
+    )
+    found = sim.replay(OverfittingDetector(), records)
+    # 0.88 -> 0.85 is more than 2 binomial standard errors at n=1000 (2 x 0.0113).
+    assert (
+        0.03
+        > score_tolerance(0.85, 1000, tolerance=0.01, se_factor=2.0)
+        == pytest.approx(2 * math.sqrt(0.85 * 0.15 / 1000))
+    )
+    assert fired(found) == [7, 8, 9] and found[7].evidence["corroborated_by"] == "accuracy"
+    assert "accuracy fell from 0.880 to 0.850" in found[7].message
+
+
+@pytest.mark.parametrize(
+    ("columns", "kwargs"),
+    [
+        # Training loss flat: the model is not fitting the training set any faster.
+        ({"train_loss": [0.3] * 10}, {}),
+        # Back near the best right after it (+0.8%, below the 2% floor): the rise is not held.
+        ({"val_loss": [1.0, 0.8, 0.7, 0.65, 0.63, 0.62, 0.625, 0.70, 0.78, 0.86]}, {}),
+        # ECE rise (0.025) within what chance gives at this set's size (0.05).
+        ({"val_ece_chance": [0.05] * 10}, {}),
+        # An accuracy drop within its noise (0.005 < 0.01).
+        (
+            {
+                "val_ece": [None] * 10,
+                "val_accuracy": [0.7, 0.8, 0.85, 0.87, 0.88, 0.88, 0.875, 0.875, 0.87, 0.87],
+                "val_samples": [1000] * 10,
+            },
+            {},
+        ),
+        # The early path switched off (a training loss that would have to reach zero).
+        ({}, {"train_fall": 1.0}),
+    ],
+)
+def test_overfit_without_corroboration_waits_for_the_trend(columns, kwargs):
+    base = {"val_loss": U_VAL, "train_loss": FALLING_TRAIN, "val_ece": RISING_ECE, "val_ece_chance": CHANCE}
+    found = sim.replay(OverfittingDetector(**kwargs), sim.records_from(**{**base, **columns}))
+    assert fired(found)[:1] == [8], fired(found)
+
+
+def test_ece_rise_reads_the_median_around_the_best():
+    # The median of the three evaluations up to the best, so one lucky low ECE at the best sets no bar.
+    assert ece_rise([0.06, 0.05, 0.01, 0.07], 2, None, min_rise=0.01, chance_factor=1.0) == (0.05, 0.07, 0.01)
+    assert ece_rise([0.06, 0.05, 0.01, 0.055], 2, None, min_rise=0.01, chance_factor=1.0) is None
+    assert (
+        ece_rise([None, 0.02, 0.05], 0, 0.01, min_rise=0.01, chance_factor=1.0) is None
+    )  # unknown at the best
+    assert ece_rise([], 0, None, min_rise=0.01, chance_factor=1.0) is None
+
+
+def test_early_path_catches_memorization_sooner_and_adds_no_false_alarm():
+    def delays(**kwargs):
+        out = []
+        for seed in range(60):
+            run = sim.memorizing(seed, noise=0.02, rise=0.04)
+            hit = sim.first_index(sim.replay(OverfittingDetector(**kwargs), run.records))
+            out.append(math.inf if hit is None else hit - run.onset)
+        return out
+
+    early, late = delays(), delays(train_fall=1.0)
+    # Measured: median 4 against 6 evaluations after the minimum, every run caught.
+    assert max(early) < math.inf and sim.median(early) <= 4 and sim.median(late) - sim.median(early) >= 2
+    assert all(e <= x for e, x in zip(early, late))
+    alarms = {"early": 0, "late": 0}
+    for _, run in healthy_runs(seeds=100):
+        alarms["early"] += sim.first_index(sim.replay(OverfittingDetector(), run.records)) is not None
+        alarms["late"] += (
+            sim.first_index(sim.replay(OverfittingDetector(train_fall=1.0), run.records)) is not None
+        )
+    assert alarms["early"] == alarms["late"], alarms
+
+
+def test_early_path_keeps_short_healthy_runs_quiet():
+    # 5-12 evaluations, as the zoo's ticket runs: the noise cannot be measured yet, the early path must not guess.
+    for noise in NOISES:
+        for seed in range(150):
+            run = sim.healthy(seed, 5 + seed % 8, noise)
+            for make in (OverfittingDetector, SubtleOverfittingDetector):
+                assert sim.first_index(sim.replay(make(), run.records)) is None, (make.__name__, noise, seed)
 
 
 # ------------------------------------------------------------------------------------ FW-OVERFIT-SUBTLE
@@ -207,6 +336,18 @@ def test_subtle_table(columns, expected):
     assert fired(sim.replay(SubtleOverfittingDetector(), sim.records_from(**columns))) == expected
 
 
+def test_subtle_is_confirmed_early_when_training_loss_falls():
+    train = [0.9 * 0.7**i for i in range(9)]
+    found = sim.replay(SubtleOverfittingDetector(), sim.records_from(**SUBTLE, train_loss=train))
+    # NLL held above its best since epoch 3 (+2.4%, +12%, +24%), training loss down 66%, ECE 0.024 above its
+    # median around the best (0.031) at epoch 6: one evaluation before the confirmed trend.
+    assert fired(found) == [6, 7, 8]
+    assert found[6].evidence["nll_rise_pct"] == pytest.approx(generalization_loss(0.51, 0.41))
+    assert found[6].message.startswith("accuracy holds at 0.941 while validation NLL rose 24% since epoch 3")
+    flat = sim.replay(SubtleOverfittingDetector(), sim.records_from(**SUBTLE, train_loss=[0.3] * 9))
+    assert fired(flat) == [7, 8]
+
+
 def test_subtle_message_when_f1_improves():
     cols = _with(val_accuracy=[None] * 9, val_macro_f1=[0.7, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9, 0.91])
     f = sim.replay(SubtleOverfittingDetector(), sim.records_from(**cols))[-1]
@@ -222,6 +363,8 @@ def test_subtle_message_when_f1_improves():
         ({"ece_chance_factor": -1.0}, ValueError, "Expected `ece_chance_factor` to be a positive float"),
         ({"ece_min_rise": 0.0}, ValueError, "Expected `ece_min_rise` to be a positive float"),
         ({"window": 1}, ValueError, "Expected `window` to be at least 3"),
+        ({"corroborated_factor": 0.0}, ValueError, "Expected `corroborated_factor` to be a positive float"),
+        ({"train_fall": 1.5}, ValueError, r"Expected `train_fall` to be a float in \[0, 1\]"),
     ],
 )
 def test_subtle_argument_errors(kwargs, error, match):
@@ -324,6 +467,22 @@ def test_state_round_trip_mid_series(make, split):
     straight = sim.as_dicts(sim.replay(make(), run.records))
     assert any(straight)  # the series exercises the detector
     assert sim.as_dicts(sim.resumed(make, run.records, split)) == straight
+
+
+@pytest.mark.parametrize(
+    ("make", "added"), [(OverfittingDetector, "ece"), (SubtleOverfittingDetector, "train_loss")]
+)
+def test_a_state_saved_before_a_new_series_loads_aligned(make, added):
+    run = sim.subtle_overfitting(seed=3, n_evals=30, noise=0.01)
+    old = make()
+    sim.replay(old, run.records[:12])
+    state = old.state_dict()
+    del state[added]  # what an earlier version saved
+    det = make()
+    det.load_state_dict(state)
+    assert getattr(det, added) == [None] * 12
+    sim.replay(det, run.records[12:])
+    assert len(getattr(det, added)) == len(det.steps) == 30
 
 
 @pytest.mark.parametrize("make", [OverfittingDetector, SubtleOverfittingDetector, GapDetector])

@@ -10,8 +10,7 @@ calibration.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from fitwatch import _validation as v
 from fitwatch.detect.base import Detector, register
@@ -109,6 +108,9 @@ class CalibrationDetector(Detector):
         self.ece: list[float | None] = []
         self.epochs: list[int | None] = []
         self.streak = 0
+
+    #: Per-evaluation lists, with the value that stands for "unknown" (a state saved without one of them).
+    series: ClassVar[Mapping[str, Any]] = {"ece": None, "epochs": None}
 
     def update(self, record: EvalRecord) -> Finding | None:  # type: ignore[override]
         ece = finite_or_none(record.val.get("ece"))

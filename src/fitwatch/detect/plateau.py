@@ -9,7 +9,7 @@ convergence: a plateau is not reported while the learning rate has decayed to (n
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from fitwatch import _validation as v
@@ -157,6 +157,9 @@ class PlateauDetector(Detector):
         self.best: float | None = None
         self.best_index = -1
         self.bad = 0
+
+    #: Per-evaluation lists, with the value that stands for "unknown" (a state saved without one of them).
+    series: ClassVar[Mapping[str, Any]] = {"val_loss": None, "train_loss": None, "lr": [], "epochs": None}
 
     def update(self, record: EvalRecord) -> Finding | None:  # type: ignore[override]
         loss = finite_or_none(record.val.get("loss"))
@@ -315,6 +318,9 @@ class LRDecayedDetector(Detector):
         self.decayed_run = 0
         self.decay_index = -1
         self.decay_progress: float | None = None
+
+    #: Per-evaluation lists, with the value that stands for "unknown" (a state saved without one of them).
+    series: ClassVar[Mapping[str, Any]] = {"lr": [], "val_loss": None, "train_loss": None}
 
     def update(self, record: EvalRecord) -> Finding | None:  # type: ignore[override]
         self.lr.append([finite_or_none(x) for x in record.lr])
