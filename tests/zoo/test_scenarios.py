@@ -143,3 +143,87 @@ def test_recipes_build_the_param_groups_they_describe():
         ("no_decay", 0.0, 2),
     ]
     assert [g["weight_decay"] for g in plain.configure_optimizers().param_groups] == [0.01]
+
+
+# ------------------------------------------------------------------------------------------ data faults
+
+
+@pytest.fixture(scope="module")
+def data_runs():
+    return {
+        "temporal-tickets": run_scenario("temporal-tickets", quick=True),
+        "duplicates-tickets": run_scenario("duplicates-tickets", epochs=1),
+        "mislabels-tickets": run_scenario("mislabels-tickets", quick=True),
+        "healthy-tickets-by-time": run_scenario("healthy-tickets-by-time", epochs=1),
+    }
+
+
+def test_random_split_of_timed_tickets_is_caught_at_fit_start(data_runs):
+    r = data_runs["temporal-tickets"]
+    assert r.detected and r.delay == 0 and r.raised["FW-LEAK-TEMPORAL"].step == 0
+    data = load_task("tickets", seed=0)
+    train_times = [data.train[i]["timestamp"].item() for i in range(len(data.train))]
+    val_times = [data.val[i]["timestamp"].item() for i in range(len(data.val))]
+    latest = max(train_times)
+    assert r.data["val_not_later_fraction"] == pytest.approx(
+        sum(t <= latest for t in val_times) / len(val_times)
+    )
+    # The same check on the split by time finds nothing.
+    assert "FW-LEAK-TEMPORAL" not in data_runs["healthy-tickets-by-time"].raised
+
+
+def test_planted_duplicates_are_caught_and_the_inflation_is_measured(data_runs):
+    from fitwatch.data import find_duplicates
+    from fitwatch.scenarios.data import _token_lists
+
+    r = data_runs["duplicates-tickets"]
+    assert r.detected and r.delay == 0 and r.false_alarms == []
+    data = load_task("tickets", seed=0, duplicate_fraction=0.2)
+    reference = find_duplicates(_token_lists(data.train.items), _token_lists(data.val.items))
+    assert r.data["duplicate_fraction"] == pytest.approx(reference.fraction) and reference.fraction > 0.2
+    # Clean-subset accuracy is logged next to the plain one: both are accuracies of the same evaluation.
+    assert 0 < r.data["val_clean_accuracy"] < 1 and r.data["val_accuracy"] == r.series["val_accuracy"][-1]
+
+
+def test_area_under_the_margin_ranks_the_flipped_labels_first(data_runs):
+    r = data_runs["mislabels-tickets"]
+    assert r.detected and r.onset == len(r.evaluation_steps) - 1 and r.delay == 0
+    data = load_task("tickets", seed=0, label_noise=0.2)
+    flipped = set(data.flipped_ids)
+    assert r.data["flipped"] == len(flipped) == 300
+    finding = next(f for f in r.findings if f.code == "FW-MISLABEL-SUSPECTS")
+    listed = [i for i, _ in finding.evidence["suspects"]]
+    assert r.data["precision_at_listed"] == sum(i in flipped for i in listed) / len(listed)
+    # Far above the 20% a random ranking gives, after two epochs already.
+    assert r.data["precision_at_listed"] >= 0.6 and r.data["precision_at_flipped"] >= 0.5
+
+
+def test_ticket_items_carry_timestamps_and_position_ids():
+    data = load_task("tickets", seed=0, split_by_time=True, label_noise=0.1)
+    first, last = data.train[0], data.train[len(data.train) - 1]
+    assert first["sample_id"].item() == 0 and last["sample_id"].item() == len(data.train) - 1
+    assert first["timestamp"].dtype == torch.float64
+    latest_train = max(data.train[i]["timestamp"].item() for i in range(len(data.train)))
+    assert min(data.val[i]["timestamp"].item() for i in range(len(data.val))) > latest_train
+    labels = [data.train[i]["labels"].item() for i in data.flipped_ids]
+    clean = load_task("tickets", seed=0, split_by_time=True)
+    assert all(y != clean.train[i]["labels"].item() for i, y in zip(data.flipped_ids, labels))
+    assert len(data.flipped_ids) == round(0.1 * len(data.train))
+
+
+def test_data_fault_arguments_are_checked():
+    with pytest.raises(
+        ValueError, match="Expected `duplicate_fraction` and `split_by_time` only for the 'tickets'"
+    ):
+        load_task("wine", split_by_time=True)
+    with pytest.raises(ValueError, match=r"Expected `duplicate_fraction` to be a float in \[0, 1\]"):
+        load_task("tickets", duplicate_fraction=2.0)
+    with pytest.raises(TypeError, match="Expected `split_by_time` to be a bool"):
+        load_task("tickets", split_by_time=1)
+    args = {"name": "x", "task": "wine", "description": "x", "epochs": 1, "quick_epochs": 1}
+    with pytest.raises(
+        ValueError, match="Expected `duplicate_fraction` and `split_by_time` only with the 'tickets'"
+    ):
+        Scenario(**args, duplicate_fraction=0.1)
+    with pytest.raises(ValueError, match=r"Expected `label_noise` to be a float in \[0, 1\]"):
+        Scenario(**args, label_noise=-0.1)

@@ -1,10 +1,13 @@
 """The data of the scenarios: real tabular sets and generated support tickets, with the data faults.
 
 Every task yields a :class:`TaskData`: training and validation datasets whose items FitWatch's default
-extraction reads (tabular ``(x, y, sample_id)`` tuples, ticket dicts with ``labels`` and ``sample_id``).
-The data faults act on the *training* part only, as they do in practice: a subsample (a tiny training set),
-a class kept at a small share (imbalance), a share of labels flipped (label noise). Validation stays a clean
-stratified split, so what the detectors see is the model's failure, not a broken yardstick.
+extraction reads (tabular ``(x, y, sample_id)`` tuples, ticket dicts with ``labels``, ``sample_id`` and
+``timestamp``). The training faults act on the *training* part only, as they do in practice: a subsample (a
+tiny training set), a class kept at a small share (imbalance), a share of labels flipped (label noise). The
+split faults are the ticket set's: resubmitted tickets left in both splits (train/validation duplicates), and
+a random split of time-ordered tickets (the default; ``split_by_time`` is the correct one). Otherwise
+validation stays a clean stratified split, so what the detectors see is the model's failure, not a broken
+yardstick.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
@@ -19,7 +24,7 @@ from torch.utils.data import Dataset, TensorDataset
 from fitwatch import _validation as v
 from fitwatch import datasets
 
-__all__ = ["TABULAR_TASKS", "TASKS", "TaskData", "load_task"]
+__all__ = ["TABULAR_TASKS", "TASKS", "TaskData", "TimedTickets", "load_task"]
 
 #: The scikit-learn sets (:mod:`fitwatch.datasets`) by task name.
 TABULAR_TASKS = ("digits", "wine", "breast_cancer")
@@ -46,6 +51,7 @@ class TaskData:
             model trained from scratch needs); empty for tabular tasks.
         tokenizer_size: For tickets, the number of ids the tokenizer can produce; 0 for tabular tasks.
         flipped: Number of training labels flipped by label noise.
+        flipped_ids: The ``sample_id`` of each training sample whose label was flipped, sorted.
         removed_duplicates: Validation tickets dropped because they (nearly) repeat a training ticket.
     """
 
@@ -56,6 +62,7 @@ class TaskData:
     token_ids: tuple[int, ...] = ()
     tokenizer_size: int = 0
     flipped: int = 0
+    flipped_ids: tuple[int, ...] = ()
     removed_duplicates: int = 0
 
     @property
@@ -70,8 +77,10 @@ def load_task(
     train_size: int | None = None,
     class_shares: Sequence[float] | None = None,
     label_noise: float = 0.0,
+    duplicate_fraction: float = 0.0,
+    split_by_time: bool = False,
 ) -> TaskData:
-    """The datasets of ``task`` with the data faults applied to the training part.
+    """The datasets of ``task`` with the data faults applied.
 
     Args:
         task: One of :data:`TASKS`.
@@ -80,10 +89,17 @@ def load_task(
         class_shares: Relative class frequencies of the whole data (tickets: generated that way, so both
             splits share them; tabular: each class subsampled in both splits to reach them).
         label_noise: Share of training labels flipped to another class drawn uniformly (symmetric noise).
+        duplicate_fraction: Tickets only: share of the generated tickets that are resubmissions (exact copies
+            of an earlier ticket of the same class). The split puts copies and their sources on both sides, and
+            the validation tickets that repeat a training ticket are kept (with 0, the generator's accidental
+            repeats are removed from validation, as a careful engineer would).
+        split_by_time: Tickets only: validation gets the latest tickets (the split a deployed model meets)
+            instead of a random stratified share.
 
     Raises:
         ValueError: If ``task`` is unknown, ``train_size`` is not positive or larger than the training part,
-            ``class_shares`` does not have one positive share per class, or ``label_noise`` not in [0, 1].
+            ``class_shares`` does not have one positive share per class, ``label_noise`` or
+            ``duplicate_fraction`` is not in [0, 1], or a tickets-only fault is asked of a tabular task.
         TypeError: If an argument has the wrong type.
     """
     v.check_choice("task", task, TASKS)
@@ -91,8 +107,22 @@ def load_task(
     if train_size is not None:
         v.check_positive_int("train_size", train_size)
     v.check_fraction("label_noise", label_noise)
+    v.check_fraction("duplicate_fraction", duplicate_fraction)
+    v.check_bool("split_by_time", split_by_time)
     if task == "tickets":
-        return _tickets(seed=seed, train_size=train_size, class_shares=class_shares, label_noise=label_noise)
+        return _tickets(
+            seed=seed,
+            train_size=train_size,
+            class_shares=class_shares,
+            label_noise=label_noise,
+            duplicate_fraction=duplicate_fraction,
+            split_by_time=split_by_time,
+        )
+    if duplicate_fraction or split_by_time:
+        raise ValueError(
+            "Expected `duplicate_fraction` and `split_by_time` only for the 'tickets' task (the tabular sets "
+            f"have no resubmissions and no timestamps), but got them for {task!r}."
+        )
     return _tabular(
         task, seed=seed, train_size=train_size, class_shares=class_shares, label_noise=label_noise
     )
@@ -133,12 +163,18 @@ def _stratified_sample(labels: Sequence[int], size: int, k: int, rng: random.Ran
     return sorted(keep)
 
 
-def _flip(labels: list[int], share: float, k: int, rng: random.Random) -> int:
-    """Flip ``round(share * n)`` labels in place to a different class drawn uniformly; return how many."""
-    n = round(share * len(labels))
-    for i in rng.sample(range(len(labels)), n):
+def _flip(labels: list[int], share: float, k: int, rng: random.Random) -> list[int]:
+    """Flip ``round(share * n)`` labels in place to a different class drawn uniformly; return their positions.
+
+    >>> labels = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    >>> flipped = _flip(labels, 0.3, 3, random.Random(0))
+    >>> len(flipped), sum(a != b for a, b in zip(labels, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]))
+    (3, 3)
+    """
+    positions = rng.sample(range(len(labels)), round(share * len(labels)))
+    for i in positions:
         labels[i] = rng.choice([c for c in range(k) if c != labels[i]])
-    return n
+    return sorted(positions)
 
 
 def _tabular(
@@ -160,14 +196,15 @@ def _tabular(
         keep = _stratified_sample(y_train.tolist(), train_size, k, rng)
         x_train, y_train = x_train[keep], y_train[keep]
     labels = y_train.tolist()
-    flipped = _flip(labels, label_noise, k, rng) if label_noise else 0
+    flipped = _flip(labels, label_noise, k, rng) if label_noise else []
     ids = torch.arange(len(labels))
     return TaskData(
         train=TensorDataset(x_train, torch.tensor(labels, dtype=torch.long), ids),
         val=TensorDataset(x_val, y_val),
         class_names=split.class_names,
         num_features=split.num_features,
-        flipped=flipped,
+        flipped=len(flipped),
+        flipped_ids=tuple(flipped),
     )
 
 
@@ -176,43 +213,83 @@ def _token_lists(dataset: datasets.TextClassificationDataset) -> list[list[int]]
     return [row[mask.bool()].tolist() for row, mask in zip(dataset.input_ids, dataset.attention_mask)]
 
 
+class TimedTickets(Dataset):
+    """Ticket items with the ticket's creation time added as ``timestamp`` (Unix seconds, a float64 tensor).
+
+    The time a record was created is what a temporal-split check reads (``data_checks={"time_field":
+    "timestamp"}``); the model never sees it.
+
+    >>> from datetime import datetime, timezone
+    >>> base = [{"labels": torch.tensor(1)}]
+    >>> TimedTickets(base, [datetime(2024, 1, 1, tzinfo=timezone.utc)])[0]["timestamp"].item()
+    1704067200.0
+    """
+
+    def __init__(self, items: Any, times: Sequence[datetime]) -> None:
+        if len(items) != len(times):
+            raise ValueError(f"Expected one time per item ({len(items)}), but got {len(times)}.")
+        self.items = items
+        self.times = torch.tensor([t.timestamp() for t in times], dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {**self.items[index], "timestamp": self.times[index]}
+
+
 def _tickets(
-    *, seed: int, train_size: int | None, class_shares: Sequence[float] | None, label_noise: float
+    *,
+    seed: int,
+    train_size: int | None,
+    class_shares: Sequence[float] | None,
+    label_noise: float,
+    duplicate_fraction: float,
+    split_by_time: bool,
 ) -> TaskData:
     from fitwatch.data import find_duplicates
 
     shares = _check_shares(class_shares, len(datasets.TICKET_CLASSES))
     # Label noise is drawn here (on the training part only), not by the generator, which flips both splits.
-    data = datasets.support_tickets(n=TICKETS, seed=seed, class_weights=shares)
-    train, val = data.split(VAL_FRACTION, seed=seed)
+    data = datasets.support_tickets(
+        n=TICKETS, seed=seed, class_weights=shares, duplicate_fraction=duplicate_fraction
+    )
+    train, val = data.split(VAL_FRACTION, seed=seed, by_time=split_by_time)
     rng = random.Random(f"fitwatch-scenario-tickets-{seed}")
     if train_size is not None:
         if train_size > len(train):
             raise ValueError(f"Expected `train_size` to be at most {len(train)}, but got {train_size}.")
         train = train.subset(sorted(rng.sample(range(len(train)), train_size)))
     labels = list(train.labels)
-    flipped = _flip(labels, label_noise, data.num_classes, rng) if label_noise else 0
+    flipped = _flip(labels, label_noise, data.num_classes, rng) if label_noise else []
     tokenizer = datasets.load_minilm_tokenizer()
+    # Training sample ids are positions in the training set (what an ``idx`` column of a prepared dataset
+    # holds, and what the mislabel tracker's dense per-sample state is indexed by).
     train_set = datasets.TextClassificationDataset(
-        train.texts, labels, tokenizer, max_length=MAX_LENGTH, sample_ids=train.ids
+        train.texts, labels, tokenizer, max_length=MAX_LENGTH, sample_ids=range(len(train))
     )
     val_set = datasets.TextClassificationDataset.from_labeled_texts(val, tokenizer, max_length=MAX_LENGTH)
-    # The generator's templates make some tickets repeat others once lower-cased and tokenized; a careful
-    # engineer removes validation tickets that (nearly) repeat a training ticket, as fitwatch's own
-    # FW-LEAK-DUPLICATES hint says, so the healthy runs are scored on unseen tickets.
-    report = find_duplicates(_token_lists(train_set), _token_lists(val_set))
-    removed = len(report.val_indices)
-    if removed:
-        clean = report.clean_val_indices
-        val = val.subset(clean)
-        val_set = datasets.TextClassificationDataset.from_labeled_texts(val, tokenizer, max_length=MAX_LENGTH)
+    removed = 0
+    if not duplicate_fraction:
+        # The generator's templates make some tickets repeat others once lower-cased and tokenized; a careful
+        # engineer removes validation tickets that (nearly) repeat a training ticket, as fitwatch's own
+        # FW-LEAK-DUPLICATES hint says, so the healthy runs are scored on unseen tickets. With resubmitted
+        # tickets asked for, nobody did: that is the fault.
+        report = find_duplicates(_token_lists(train_set), _token_lists(val_set))
+        removed = len(report.val_indices)
+        if removed:
+            val = val.subset(report.clean_val_indices)
+            val_set = datasets.TextClassificationDataset.from_labeled_texts(
+                val, tokenizer, max_length=MAX_LENGTH
+            )
     used = torch.unique(train_set.input_ids[train_set.attention_mask.bool()])
     return TaskData(
-        train=train_set,
-        val=val_set,
+        train=TimedTickets(train_set, train.timestamps),
+        val=TimedTickets(val_set, val.timestamps),
         class_names=data.class_names,
         token_ids=tuple(int(t) for t in used),
         tokenizer_size=len(tokenizer),
-        flipped=flipped,
+        flipped=len(flipped),
+        flipped_ids=tuple(flipped),
         removed_duplicates=removed,
     )

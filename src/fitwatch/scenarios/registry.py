@@ -1,8 +1,10 @@
 """The named scenarios of the zoo: what each trains, which fault it injects, what fitwatch should say.
 
 A :class:`Scenario` is plain data: the task and its data faults, the network, the training recipe, an
-optional injected fault (:mod:`fitwatch.scenarios.faults`), the finding codes expected and how the fault's
-onset is placed on the evaluation axis (:data:`ONSETS`). :data:`SCENARIOS` holds them by name.
+optional injected fault (:mod:`fitwatch.scenarios.faults`), FitWatch's data-check settings, the finding codes
+expected and how the fault's onset is placed on the evaluation axis (:data:`ONSETS`). :data:`SCENARIOS` holds
+them by name. (The one data fault that is not a training run, preprocessing that differs between training
+and inference, is :mod:`fitwatch.scenarios.pipelines`.)
 
 The healthy runs are what a careful engineer would train: AdamW with weight decay kept off norms and
 biases, dropout, a warmup and a decay to zero at the planned end, a number of epochs that reaches the
@@ -31,6 +33,7 @@ ONSETS: Mapping[str, str] = {
     "min_val_nll": "the evaluation of minimum validation NLL",
     "lr_decayed": "the first evaluation at or after the step where the schedule falls below 1% of its peak",
     "injection": "the first evaluation after the injected fault takes effect",
+    "fit_end": "the last evaluation: the finding ranks training samples over the whole run, by design",
 }
 
 
@@ -55,6 +58,10 @@ class Scenario:
         train_size: Keep only this many training samples.
         class_shares: Class frequencies of the data (imbalance).
         label_noise: Share of training labels flipped.
+        duplicate_fraction: Share of resubmitted tickets, left in both splits (train/validation duplicates).
+        split_by_time: Split the tickets by time (validation = the latest) instead of at random.
+        data_checks: FitWatch ``data_checks`` settings of the run (a ``time_field``, ``mislabels``), on top
+            of the defaults (duplicates and label shift at fit start, which every run has).
         injection: Key of :data:`~fitwatch.scenarios.faults.INJECTIONS`, with ``injection_args``.
     """
 
@@ -73,6 +80,9 @@ class Scenario:
     train_size: int | None = None
     class_shares: tuple[float, ...] | None = None
     label_noise: float = 0.0
+    duplicate_fraction: float = 0.0
+    split_by_time: bool = False
+    data_checks: Mapping[str, Any] = field(default_factory=dict)
     injection: str | None = None
     injection_args: Mapping[str, Any] = field(default_factory=dict)
 
@@ -81,6 +91,14 @@ class Scenario:
         v.check_choice("onset", self.onset, tuple(ONSETS))
         v.check_positive_int("epochs", self.epochs)
         v.check_positive_int("quick_epochs", self.quick_epochs)
+        v.check_fraction("label_noise", self.label_noise)
+        v.check_fraction("duplicate_fraction", self.duplicate_fraction)
+        v.check_bool("split_by_time", self.split_by_time)
+        if (self.duplicate_fraction or self.split_by_time) and self.task != "tickets":
+            raise ValueError(
+                "Expected `duplicate_fraction` and `split_by_time` only with the 'tickets' task, "
+                f"but got task {self.task!r}."
+            )
         if self.injection is not None:
             v.check_choice("injection", self.injection, tuple(INJECTIONS))
         for code in [c for group in self.expected for c in group] + list(self.accepted):
@@ -113,6 +131,9 @@ _PLAIN = Recipe(lr=1e-3, weight_decay=0.0)
 _TICKET_MODEL = ModelSpec(hidden=64, depth=2, dropout=0.1)
 _TICKET_PLAIN = ModelSpec(hidden=64, depth=2, dropout=0.0)
 _OVERFIT_ACCEPTS = ("FW-GAP-WIDENING", "FW-OVERFIT", "FW-OVERFIT-SUBTLE", "FW-CALIBRATION")
+#: Seeds of the healthy tabular runs: five each (a couple of seconds per run), so that with the ticket runs the
+#: false-alarm claim rests on more than 20 healthy runs.
+_TABULAR_HEALTHY_SEEDS = (0, 1, 2, 3, 4)
 
 
 def _healthy(
@@ -131,10 +152,16 @@ def _healthy(
 
 
 _ALL = (
-    _healthy("digits", (0, 1, 2), 20, 6, "MLP 64-128-10, dropout 0.1, AdamW 1e-3, warmup and linear decay"),
+    _healthy(
+        "digits",
+        _TABULAR_HEALTHY_SEEDS,
+        20,
+        6,
+        "MLP 64-128-10, dropout 0.1, AdamW 1e-3, warmup and linear decay",
+    ),
     _healthy(
         "wine",
-        (0, 1, 2),
+        _TABULAR_HEALTHY_SEEDS,
         40,
         10,
         "MLP 13-32-3, dropout 0.1, AdamW 1e-3, warmup and linear decay",
@@ -143,7 +170,7 @@ _ALL = (
     ),
     _healthy(
         "breast_cancer",
-        (0, 1, 2),
+        _TABULAR_HEALTHY_SEEDS,
         25,
         8,
         "MLP 30-64-2, dropout 0.1, AdamW 1e-3, warmup and linear decay",
@@ -156,6 +183,18 @@ _ALL = (
         2,
         "2-layer BERT (width 64) from scratch, dropout 0.1, AdamW 1e-3, warmup and linear decay",
         model=_TICKET_MODEL,
+    ),
+    Scenario(
+        name="healthy-tickets-by-time",
+        task="tickets",
+        description="healthy: the healthy ticket recipe on a split by time (validation: the latest quarter of "
+        "the tickets), with the temporal check on",
+        seeds=(0, 1, 2),
+        epochs=5,
+        quick_epochs=2,
+        model=_TICKET_MODEL,
+        split_by_time=True,
+        data_checks={"time_field": "timestamp"},
     ),
     Scenario(
         name="overfit-tickets",
@@ -316,6 +355,47 @@ _ALL = (
         quick_epochs=4,
         injection="corrupts_batch",
         injection_args={"at": 0.4},
+    ),
+    Scenario(
+        name="duplicates-tickets",
+        task="tickets",
+        description="train/validation duplicates: 20% of the tickets are resubmissions of an earlier ticket, "
+        "split at random and never deduplicated; the healthy recipe",
+        expected=(("FW-LEAK-DUPLICATES",),),
+        # Validation tickets the model trained on can make validation look better than training.
+        accepted=("FW-LEAK-SUSPICIOUS",),
+        onset="fit_start",
+        epochs=5,
+        quick_epochs=2,
+        model=_TICKET_MODEL,
+        duplicate_fraction=0.2,
+    ),
+    Scenario(
+        name="temporal-tickets",
+        task="tickets",
+        description="time-ordered tickets split at random: the healthy ticket run with the temporal check "
+        "reading each ticket's timestamp",
+        expected=(("FW-LEAK-TEMPORAL",),),
+        onset="fit_start",
+        epochs=5,
+        quick_epochs=1,
+        model=_TICKET_MODEL,
+        data_checks={"time_field": "timestamp"},
+    ),
+    Scenario(
+        name="mislabels-tickets",
+        task="tickets",
+        description="noisy labels: 20% of the training labels flipped; the healthy recipe, with area under "
+        "the margin tracked per sample id",
+        expected=(("FW-MISLABEL-SUSPECTS",),),
+        # Flipping labels uniformly shifts the training class mix away from validation's.
+        accepted=("FW-LABEL-SHIFT", *_OVERFIT_ACCEPTS),
+        onset="fit_end",
+        epochs=5,
+        quick_epochs=2,
+        model=_TICKET_MODEL,
+        label_noise=0.2,
+        data_checks={"mislabels": True},
     ),
 )
 

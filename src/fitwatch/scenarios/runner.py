@@ -10,12 +10,13 @@ gives the same result as one that ran through.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ SERIES = {
     "val_macro_f1": tag("performance", "macro_f1", split="val"),
     "val_nll": tag("calibration", "nll", split="val"),
     "val_ece": tag("calibration", "ece", split="val"),
+    # Logged only when validation has training duplicates: the accuracy on the tickets with no copy in training.
+    "val_clean_accuracy": tag("performance", "accuracy", split="val_clean"),
 }
 
 
@@ -109,6 +112,12 @@ class ScenarioResult:
         onset_step: The step at which an injected fault took effect, when there is one.
         wall_s: Seconds spent in ``Trainer.fit``.
         log_dir: Where the run wrote its files, when it had a directory.
+        data: What the data faults did, in numbers (empty for a run without one): with train/validation
+            duplicates, ``duplicate_fraction`` of validation and the final ``val_accuracy`` against
+            ``val_clean_accuracy`` (the validation samples with no copy in training); with flipped labels and
+            area under the margin, ``flipped``, ``listed`` (suspects the finding names),
+            ``precision_at_listed`` and ``precision_at_flipped`` (the share of flipped labels among the
+            ``flipped`` lowest-AUM samples); with a broken temporal split, ``val_not_later_fraction``.
     """
 
     scenario: Scenario
@@ -124,6 +133,7 @@ class ScenarioResult:
     onset_step: int | None
     wall_s: float
     log_dir: Path | None
+    data: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
@@ -168,6 +178,7 @@ class ScenarioResult:
             "raised": {c: r.to_dict() for c, r in self.raised.items()},
             "false_alarms": self.false_alarms,
             "onset": self.onset,
+            "onset_rule": self.scenario.onset,
             "onset_step": self.onset_step,
             "detection": self.detection,
             "delay": self.delay,
@@ -176,6 +187,7 @@ class ScenarioResult:
             "evaluation_steps": list(self.evaluation_steps),
             "series": {k: [None if math.isnan(x) else x for x in xs] for k, xs in self.series.items()},
             "wall_s": round(self.wall_s, 2),
+            "data": dict(self.data),
         }
 
 
@@ -274,6 +286,8 @@ def run_scenario(
             train_size=spec.train_size,
             class_shares=spec.class_shares,
             label_noise=spec.label_noise,
+            duplicate_fraction=spec.duplicate_fraction,
+            split_by_time=spec.split_by_time,
         )
         module = ScenarioModule(build_network(data, spec.model), spec.recipe)
         collate = trim_padding if data.token_ids else None
@@ -285,7 +299,10 @@ def run_scenario(
             collate_fn=collate,
         )
         val = DataLoader(data.val, batch_size=256, collate_fn=collate)
-        watch = FitWatch(class_names=data.class_names, config=dict(FITWATCH_SETTINGS), log_dir=root)
+        config = dict(FITWATCH_SETTINGS)
+        if spec.data_checks:
+            config["data_checks"] = dict(spec.data_checks)
+        watch = FitWatch(class_names=data.class_names, config=config, log_dir=root)
         injection = build_injection(spec.injection, **spec.injection_args) if spec.injection else None
         extra: list[Callback] = [watch, *([injection] if injection else []), *callbacks]
         if directory is not None:
@@ -314,7 +331,8 @@ def run_scenario(
         )
         wall = time.perf_counter() - started
     onset_step = module.decayed_step if spec.onset == "lr_decayed" else getattr(injection, "onset_step", None)
-    return _result(spec, seed, epochs, trainer.global_step, watch, onset_step, wall, directory)
+    result = _result(spec, seed, epochs, trainer.global_step, watch, onset_step, wall, directory)
+    return dataclasses.replace(result, data=_data_facts(result, data.flipped_ids, _aum_scores(watch)))
 
 
 def _result(
@@ -396,9 +414,48 @@ def _onset(
         return None
     if spec.onset == "fit_start":
         return 0
+    if spec.onset == "fit_end":
+        return len(evaluation_steps) - 1
     if spec.onset in ("min_val_loss", "min_val_nll"):
         values = series["val_loss" if spec.onset == "min_val_loss" else "val_nll"]
         finite = [(x, i) for i, x in enumerate(values) if math.isfinite(x)]
         return min(finite)[1] if finite else None
     # "lr_decayed" (the schedule's first step below 1% of its peak) and "injection": a step
     return None if onset_step is None else evaluation_at(onset_step, evaluation_steps)
+
+
+def _aum_scores(watch: FitWatch) -> Tensor | None:
+    """Area under the margin of every training sample id, when the run tracked it (``data_checks.mislabels``).
+
+    The finding names the lowest 20; precision at the number of flipped labels needs the whole ranking, which
+    only FitWatch's tracker holds.
+    """
+    margins = getattr(watch.observer, "_margins", None)
+    return None if margins is None else margins.scores().detach().cpu()
+
+
+def _data_facts(result: ScenarioResult, flipped_ids: Sequence[int], aum: Tensor | None) -> dict[str, Any]:
+    """What the run's data faults did, in numbers (see :attr:`ScenarioResult.data`)."""
+    facts: dict[str, Any] = {}
+    findings = {f.code: f for f in result.findings}
+    duplicates = findings.get("FW-LEAK-DUPLICATES")
+    if duplicates is not None:
+        facts["duplicate_fraction"] = duplicates.evidence.get("fraction")
+        for name in ("val_accuracy", "val_clean_accuracy"):
+            values = [x for x in result.series[name] if math.isfinite(x)]
+            facts[name] = values[-1] if values else None
+    temporal = findings.get("FW-LEAK-TEMPORAL")
+    if temporal is not None:
+        facts["val_not_later_fraction"] = temporal.evidence.get("fraction")
+    if flipped_ids:
+        flipped = set(flipped_ids)
+        facts["flipped"] = len(flipped)
+        suspects = findings.get("FW-MISLABEL-SUSPECTS")
+        listed = [int(i) for i, _ in suspects.evidence.get("suspects", [])] if suspects is not None else []
+        facts["listed"] = len(listed)
+        facts["precision_at_listed"] = sum(i in flipped for i in listed) / len(listed) if listed else None
+        if aum is not None and aum.numel():
+            seen = (~aum.isnan()).nonzero().flatten()
+            ranked = seen[aum[seen].argsort()][: len(flipped)].tolist()
+            facts["precision_at_flipped"] = sum(i in flipped for i in ranked) / len(flipped)
+    return facts
