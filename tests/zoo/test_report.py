@@ -121,3 +121,104 @@ def test_render_rewrites_the_docs_from_saved_results_without_training(tmp_path, 
     assert main(["--render"]) == 0
     assert "| overfit | 0 |" in capsys.readouterr().out
     assert "| healthy-x | 0 |" in (tmp_path / "benchmarks.md").read_text()
+
+
+def check(name, *, healthy=False, detected=True, named="remove_stop_words"):
+    return {
+        "scenario": name,
+        "seed": 0,
+        "healthy": healthy,
+        "expected": [] if healthy else ["FW-PIPELINE-DRIFT"],
+        "raised": [] if healthy else ["FW-PIPELINE-DRIFT"],
+        "detected": detected,
+        "records": 200,
+        "differ": 0 if healthy else 163,
+        "named_stage": None if healthy else named,
+        "moved": None if healthy else "remove_stop_words",
+        "report_head": ""
+        if healthy
+        else "Training and inference pipelines differ on 163 of 200 golden records.",
+        "report_example": "" if healthy else "record 0: 'x'",
+        "wall_s": 0.1,
+    }
+
+
+def test_data_facts_and_pipeline_checks_are_rendered_under_the_table():
+    runs = [
+        run("overfit", delay=2),
+        {
+            **run("duplicates", delay=0),
+            "data": {"duplicate_fraction": 0.3, "val_accuracy": 0.9, "val_clean_accuracy": 0.86},
+        },
+    ]
+    checks = [
+        check("pipeline-same", healthy=True),
+        check("pipeline-order"),
+        check("pipeline-bad", detected=False, named="lowercase"),
+    ]
+    s = summarize(runs, checks)
+    assert (
+        s["pipeline_faults"],
+        s["pipeline_detected"],
+        s["pipeline_controls"],
+        s["pipeline_false_alarms"],
+    ) == (
+        2,
+        1,
+        1,
+        0,
+    )
+    table = render(runs, s, checks)
+    assert (
+        "| duplicates | 0 | 30.0% of validation has a copy in training; final validation accuracy 0.900, "
+        in table
+    )
+    assert "(+4.0 points of inflation) |" in table
+    assert (
+        "| pipeline-order | 0 | **FW-PIPELINE-DRIFT** | FW-PIPELINE-DRIFT | 163 of 200 | remove_stop_words "
+        "(the moved stage) | 0.10 |" in table
+    )
+    assert "lowercase (expected remove_stop_words)" in table
+    assert "Swapped pipelines reported with the moved stage named: **1 of 2**" in table
+    assert (
+        "```\nTraining and inference pipelines differ on 163 of 200 golden records.\n\nrecord 0: 'x'\n```"
+        in table
+    )
+
+
+def test_exit_status_counts_an_unreported_pipeline_swap(tmp_path, monkeypatch):
+    from benchmarks import zoo
+
+    runs = [run("overfit", delay=2)]
+    checks = [check("pipeline-bad", detected=False)]
+    (tmp_path / "results.json").write_text(
+        json.dumps({"summary": summarize(runs, checks), "runs": runs, "checks": checks})
+    )
+    monkeypatch.setattr(zoo, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(zoo, "DOCS", tmp_path / "benchmarks.md")
+    assert main(["--render"]) == 1
+    assert "pipeline-bad" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_only_runs_pipeline_checks_without_training(capsys):
+    assert main(["--only", "pipeline-order-tickets", "--seeds", "0", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "| pipeline-order-tickets | 0 | **FW-PIPELINE-DRIFT** | FW-PIPELINE-DRIFT |" in out
+    assert "remove_stop_words (the moved stage)" in out
+
+
+def test_overfitting_runs_are_set_against_the_anchors():
+    over = [
+        {**run("o1", delay=2), "onset_rule": "min_val_loss", "anchors": {"lightning_es_p3": 4, "hf_es_p1": 2}},
+        {**run("o2", delay=4), "onset_rule": "min_val_nll", "anchors": {"lightning_es_p3": 4, "hf_es_p1": None}},
+        {**run("other", delay=0), "onset_rule": "fit_start"},
+    ]
+    healthy = [{**run("h", healthy=True, raised={}), "anchors": {"lightning_es_p3": None, "hf_es_p1": 3}}]
+    s = summarize(over + healthy)
+    # Onsets at 3 - delay: 1 and -1; ES p3 at 4 is +3 and +5 from them, HF p1 at 2 is +1.
+    assert (s["overfit_runs"], s["overfit_median_delay"]) == (2, 3)
+    assert s["anchor_median_delay"]["lightning_es_p3"] == 4 and s["anchor_median_delay"]["hf_es_p1"] == 1
+    assert s["anchor_healthy_stops"]["hf_es_p1"] == 1 and s["anchor_healthy_stops"]["lightning_es_p3"] == 0
+    line = next(x for x in render(over + healthy, s).splitlines() if x.startswith("- Overfitting runs"))
+    assert "FitWatch's median delay **+3 evaluations**" in line and "ES p3 +4, HF p1 +1" in line
+    assert "would have stopped: ES p3 0, HF p1 1," in line and "FitWatch warned on 0." in line
