@@ -342,7 +342,8 @@ def test_state_is_strict_json(lightning_runs, hf_runs):
         assert json.loads(json.dumps(state, allow_nan=False)) == state
 
 
-#: Keys whose absence the current code does not survive (a strict xfail test below holds them).
+#: Per-evaluation lists kept in step by a detector: a state missing one of them is padded at the front on load
+#: (``Detector.series``), so the lists stay aligned.
 MISALIGNED_SERIES = [
     ("observer", "monitor", "detectors", "overfitting", key)
     for key in ("epochs", "steps", "train_loss", "accuracy")
@@ -390,19 +391,13 @@ def test_states_missing_any_key_added_later_still_load_and_run(lightning_runs):
     """Drop each key of a saved state in turn, as if a later version had added it: loading never raises and the
     restored callback takes new records without a detector failing (and being disabled)."""
     state = _saved_state(lightning_runs)
-    paths = [p for p in _paths_to_drop(state) if p not in MISALIGNED_SERIES]
+    paths = _paths_to_drop(state)
     assert ("observer", "train", "num_classes") in paths  # the accumulator sizes itself from the saved counts
     assert len(paths) > 300  # monitor, history, findings, every detector's fields, the accumulator
     failures = {path: error for path in paths if (error := _load_and_run(_without(state, path)))}
     assert failures == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="detectors keep parallel per-evaluation lists (overfitting: val_loss, epochs, "
-    "steps, train_loss, accuracy; plateau: ..., epochs); a state without one of them loads with the lists "
-    "misaligned and the detector raises IndexError at its next update (detect/base.py load_state_dict)",
-)
 @pytest.mark.parametrize("path", MISALIGNED_SERIES, ids=lambda p: ".".join(p[-2:]))
 def test_a_missing_per_evaluation_series_keeps_its_detector_running(lightning_runs, path):
     assert _load_and_run(_without(_saved_state(lightning_runs), path)) is None
