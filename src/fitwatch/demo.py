@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.fresh and log_dir.exists():
             shutil.rmtree(log_dir)
         runner = _run_lightning if args.framework == "lightning" else _run_hf
-        runs.append(runner(name, log_dir=log_dir, epochs=_epochs(name, args.epochs), quick=args.quick, console=console))
+        # --quick shortens the faulty run only: the careful recipe needs its 5 epochs to learn the minority class.
+        quick = args.quick and name == FAULTY
+        runs.append(runner(name, log_dir=log_dir, epochs=_epochs(name, args.epochs), quick=quick, console=console))
     _print_summary(console, runs, args.out)
     return 0
 
@@ -87,7 +89,8 @@ def _run_lightning(name: str, *, log_dir: Path, epochs: int | None, quick: bool,
 
     scenario = get_scenario(name)
     console.print(f"[bold]{name}[/bold]: {scenario.description}")
-    result = run_scenario(name, seed=0, epochs=epochs, quick=quick, log_dir=log_dir, progress_bar=True)
+    result = run_scenario(name, seed=0, epochs=epochs, quick=quick, log_dir=log_dir, progress_bar=True,
+                          fitwatch={"images": True, "warn": True})
     final = {k.removeprefix("val_"): v[-1] for k, v in result.series.items() if v and k.startswith("val_")}
     return DemoRun(name, scenario.description, list(result.findings), final, result.log_dir or log_dir, result.wall_s,
                    result.epochs, result.evaluation_steps)
@@ -226,15 +229,16 @@ def _print_summary(console: Any, runs: Sequence[DemoRun], out: Path) -> None:
     console.print(
         "- The careful run stayed quiet" + (f" (except {', '.join(false_alarms)})." if false_alarms else ": a warning is earned.")
     )
-    console.print(
-        "\n[bold]Where to look[/bold]\n"
-        f"  tensorboard --logdir {out}\n"
-        "  (Custom Scalars tab: train vs validation per metric, the gaps, per-class recall; Images: confusion\n"
-        "  matrices and reliability diagrams; Text: findings/*, data/confident_mistakes)\n"
-        f"  fitwatch report {out} --html {out}/report.html     # the same findings from the logs, as one page\n"
-        f"  findings as JSON lines: {', '.join(str(r.log_dir / 'findings.jsonl') for r in runs)}"
-    )
-
+    # Commands are printed unwrapped so they can be copied as they are.
+    console.print("\n[bold]Where to look[/bold]")
+    for line in (
+        f"  tensorboard --logdir {out}",
+        "    Custom Scalars: train vs validation per metric, the gaps, per-class recall; Images: confusion matrices",
+        "    and reliability diagrams; Text: findings/*, data/confident_mistakes",
+        f"  fitwatch report {out} --html {out / 'report.html'}    # the same findings from the logs, as one page",
+        *(f"  {r.log_dir / 'findings.jsonl'}" for r in runs),
+    ):
+        console.print(line, soft_wrap=True, highlight=False)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -416,7 +416,20 @@ class Observer:
         self.train.reset()
         self._train_flushed = True
 
+    @property
+    def margins(self) -> Any:
+        """The area-under-the-margin tracker (:class:`~fitwatch.data.AreaUnderMargin`) when
+        ``data_checks.mislabels`` is on, else ``None``: ``margins.scores()`` ranks every training sample."""
+        return self._margins
+
     def end(self, *, step: int | None = None, epoch: int | None = None) -> None:
+        if self._margins is not None and self._margins.dropped:
+            self.warn_once(
+                "margins-ids",
+                f"fitwatch: {self._margins.dropped} training samples had a sample id outside [0, "
+                f"{self._margins.num_samples}) and were left out of the mislabel ranking; give each sample its "
+                "position in the training set as `sample_id`.",
+            )
         if self._margins is not None and step is not None:
             try:
                 finding = self._margins.to_finding(step=step, epoch=epoch)

@@ -245,3 +245,12 @@ def test_bad_k():
     for cls in (AreaUnderMargin, ForgettingEvents):
         with pytest.raises(ValueError, match="Expected `k` to be a positive int, but got 0"):
             cls().top_k(0)
+
+
+def test_ids_outside_num_samples_are_dropped_not_fatal():
+    # ids kept from before a split (not positions) must never crash a training step
+    aum = AreaUnderMargin(num_samples=4)
+    aum.update(torch.tensor([[0.0, 1.0], [3.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 0, 0]), torch.tensor([1, 57, -2]))
+    assert aum.dropped == 2
+    assert aum.top_k(4) == [(1, -1.0)]
+    assert aum.scores().shape == (4,)

@@ -88,9 +88,13 @@ class _PerSampleTracker(abc.ABC):
         self.updates = 0
 
     @property
+    def _size(self) -> int:
+        return next(iter(self._state.values())).shape[0] if self._state else 0
+
+    @property
     def capacity(self) -> int:
         """Number of sample ids the dense state currently holds."""
-        return next(iter(self._state.values())).shape[0] if self._state else 0
+        return self._size if self.num_samples is None else min(self._size, self.num_samples)
 
     def _allocate(self, size: int, device: torch.device) -> None:
         old = self._state
@@ -117,7 +121,7 @@ class _PerSampleTracker(abc.ABC):
             logits: ``(batch, classes)`` logits of the training forward pass.
             targets: ``(batch,)`` assigned (possibly wrong) class indices.
             sample_ids: ``(batch,)`` non-negative integer id of each sample in the training set, below
-                ``num_samples`` when it is given.
+                ``num_samples`` when it is given (ids outside are left out and counted in :attr:`dropped`).
 
         Raises:
             TypeError: If an argument is not a tensor, or targets or ids are not integers.
@@ -132,9 +136,12 @@ class _PerSampleTracker(abc.ABC):
             # A state restored on the CPU follows the model to its device once.
             self._state = {name: tensor.to(device) for name, tensor in self._state.items()}
         if self.num_samples is not None:
-            if self.capacity < self.num_samples:
-                self._allocate(self.num_samples, device)
-            self._fold(ids, *values)
+            # One extra slot takes every id outside [0, num_samples): a wrong id must not crash training, and
+            # checking the ids on the host would cost a sync per batch. Its count is `dropped`.
+            if self._size < self.num_samples + 1:
+                self._allocate(self.num_samples + 1, device)
+            inside = (ids >= 0) & (ids < self.num_samples)
+            self._fold(torch.where(inside, ids, self.num_samples), *values)
             return
         self._pending.append((ids, *values))
         if len(self._pending) >= self.flush_every:
@@ -161,7 +168,16 @@ class _PerSampleTracker(abc.ABC):
 
     def _read(self) -> dict[str, torch.Tensor]:
         self._flush()
+        if self.num_samples is not None:
+            return {name: tensor[: self.num_samples] for name, tensor in self._state.items()}
         return self._state
+
+    @property
+    def dropped(self) -> int:
+        """Updates whose sample id was outside ``[0, num_samples)`` (left out; reads the device once)."""
+        if self.num_samples is None or self._size <= self.num_samples or "count" not in self._state:
+            return 0
+        return int(self._state["count"][self.num_samples])
 
     def state_dict(self) -> dict[str, Any]:
         """Settings and the dense state (on the CPU), for checkpoints."""

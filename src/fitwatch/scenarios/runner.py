@@ -245,6 +245,7 @@ def run_scenario(
     progress_bar: bool = False,
     callbacks: Sequence[Callback] = (),
     threads: int | None = 1,
+    fitwatch: Mapping[str, Any] | None = None,
 ) -> ScenarioResult:
     """Train one scenario with FitWatch attached and return what it found.
 
@@ -260,6 +261,8 @@ def run_scenario(
         progress_bar: Show Lightning's progress bar.
         callbacks: More Lightning callbacks (a progress display of your own, for example).
         threads: torch threads during the run (restored after); ``None`` leaves them as they are.
+        fitwatch: FitWatch settings over :data:`FITWATCH_SETTINGS` (``fitwatch demo`` turns images and Python
+            warnings back on).
 
     Raises:
         ValueError: If the scenario is unknown or an argument is out of range.
@@ -299,7 +302,7 @@ def run_scenario(
             collate_fn=collate,
         )
         val = DataLoader(data.val, batch_size=256, collate_fn=collate)
-        config = dict(FITWATCH_SETTINGS)
+        config = {**FITWATCH_SETTINGS, **(fitwatch or {})}
         if spec.data_checks:
             config["data_checks"] = dict(spec.data_checks)
         watch = FitWatch(class_names=data.class_names, config=config, log_dir=root)
@@ -430,7 +433,7 @@ def _aum_scores(watch: FitWatch) -> Tensor | None:
     The finding names the lowest 20; precision at the number of flipped labels needs the whole ranking, which
     only FitWatch's tracker holds.
     """
-    margins = getattr(watch.observer, "_margins", None)
+    margins = watch.observer.margins
     return None if margins is None else margins.scores().detach().cpu()
 
 
