@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with status 1 when a finding of this severity or worse exists",
     )
     report.add_argument(
+        "-v", "--verbose", action="store_true", help="also list which tag plays which role in each run"
+    )
+    report.add_argument(
         "--config",
         type=Path,
         metavar="FITWATCH.yaml",
@@ -177,7 +180,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report_document(report, fail_on=args.fail_on), indent=2))
     else:
-        print_report(report)
+        print_report(report, verbose=args.verbose)
     if args.html is not None:
         from fitwatch.report.page import render_html
 

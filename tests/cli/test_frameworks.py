@@ -111,7 +111,7 @@ def test_plain_hf_trainer_healthy_run_passes_the_gate(tmp_path, capsys):
 def test_plain_lightning_overfitting_run(lightning_overfit, capsys):
     loss = event_values(lightning_overfit, "val_loss")
     assert loss[-1] > 1.4 * loss.min() and int(loss.argmin()) < len(loss) - 10
-    status = main(["report", str(lightning_overfit), "--fail-on", "warning"])
+    status = main(["report", str(lightning_overfit), "--fail-on", "warning", "-v"])
     table = capsys.readouterr().out
     assert status == EXIT_FINDINGS
     for text in ("FW-OVERFIT", "FW-GAP-WIDENING", "warning", "replay", "val_loss=val_loss", "lr=lr-Adam"):

@@ -113,12 +113,13 @@ def _when_cell(reported: ReportedFinding) -> str:
     return steps + (f"\n[dim]epoch {reported.first_epoch}[/]" if reported.first_epoch is not None else "")
 
 
-def print_report(report: Report, console: Any = None) -> None:
+def print_report(report: Report, console: Any = None, *, verbose: bool = False) -> None:
     """Print one table of findings per run (code, severity and source, when, message) and what was read.
 
     Args:
         report: The report.
         console: A ``rich.console.Console``; a new one on standard output by default.
+        verbose: Also list the tag behind each role (what the replay read).
     """
     from rich import box
     from rich.console import Console
@@ -148,7 +149,8 @@ def print_report(report: Report, console: Any = None) -> None:
         else:
             console.print(escape(title))
             console.print("  [green]no findings[/]")
-        console.print(f"  roles: {escape(_roles_line(run))}", highlight=False)
+        if verbose:
+            console.print(f"  roles: {escape(_roles_line(run))}", highlight=False)
         if run.roles.unmapped:
             shown = ", ".join(run.roles.unmapped[:8]) + (" ..." if len(run.roles.unmapped) > 8 else "")
             console.print(
