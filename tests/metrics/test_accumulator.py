@@ -160,3 +160,96 @@ def test_memory_does_not_grow_with_samples():
     for _ in range(20):
         acc.update(torch.randn(500, 7), torch.randint(0, 7, (500,)))
     assert sum(t.numel() for t in acc.tensors()) == before
+
+
+def _mixed_batches(task, seed):
+    """Batches with every case the fold treats per batch: varying sizes and sequence lengths, ignored and
+    out-of-range targets, non-finite logits, losses missing, NaN, 0-d, [1] and Python floats, and masks."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(23):
+        n = int(torch.randint(1, 9, (), generator=g))
+        if task == "multiclass":
+            t = int(torch.randint(1, 4, (), generator=g))
+            logits = torch.randn(n, t, 4, generator=g) * 3
+            target = torch.randint(0, 4, (n, t), generator=g)
+            target[torch.rand(n, t, generator=g) < 0.15] = -100
+            if i == 7:
+                target[...] = -100  # nothing counted: its NaN mean loss is not a non-finite loss
+            if i == 11:
+                target[0, 0] = 9  # out of range: counted as invalid, excluded
+            mask = torch.rand(n, t, generator=g) < 0.8 if i % 3 == 0 else None
+        elif task == "binary":
+            logits = torch.randn(n, generator=g) * 2
+            target = torch.randint(0, 2, (n,), generator=g)
+            mask = torch.rand(n, generator=g) < 0.8 if i % 3 == 0 else None
+        else:
+            logits = torch.randn(n, 3, generator=g) * 2
+            target = torch.randint(0, 2, (n, 3), generator=g)
+            mask = torch.rand(n, generator=g) < 0.8 if i % 3 == 0 else None
+        if i == 5:
+            logits.view(-1)[0] = float("nan")
+        loss = [None, 0.7, torch.tensor(1.3), torch.tensor([0.4]), torch.tensor(float("nan")), torch.tensor(2.0, dtype=torch.float64)][i % 6]
+        if i == 7:
+            loss = torch.tensor(float("nan"))
+        out.append((logits, target, loss, mask))
+    return out
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("buffer_batches", [2, 5, 64])
+def test_held_batches_fold_to_the_same_numbers(task, buffer_batches):
+    batches = _mixed_batches(task, seed=buffer_batches)
+    one_by_one = PredictionAccumulator(task=task)
+    held = PredictionAccumulator(task=task, buffer_batches=buffer_batches)
+    for logits, target, loss, mask in batches:
+        one_by_one.update(logits, target, loss, mask=mask)
+        held.update(logits, target, loss, mask=mask)
+    assert len(held._pending) == len(batches) % buffer_batches  # folded every buffer_batches batches
+    want, got = one_by_one.compute(), held.compute()
+    assert not held._pending
+    assert got.summary.keys() == want.summary.keys()
+    for key, value in want.summary.items():
+        assert got.summary[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+    assert want.summary["nonfinite_loss"] >= 1 and want.summary["batches"] == len(batches)
+    for key, values in want.per_class.items():
+        np.testing.assert_allclose(got.per_class[key], values, rtol=1e-9)
+    assert got.confusion == want.confusion
+
+
+def test_held_batches_fold_before_every_read_and_stay_under_the_byte_cap():
+    acc = PredictionAccumulator(buffer_batches=100, buffer_bytes=10 * 4 * 4 * 3)  # three batches of [10, 4] float32
+    reference = PredictionAccumulator()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        logits, target = torch.randn(10, 4, generator=g), torch.randint(0, 4, (10,), generator=g)
+        acc.update(logits, target, 1.0)
+        reference.update(logits, target, 1.0)
+        assert acc._pending_bytes < acc.buffer_bytes
+    assert len(acc._pending) == 2  # folded at the third and the sixth batch
+    state = acc.state_dict()  # a read: folds first
+    assert not acc._pending
+    assert state == reference.state_dict()
+    acc.update(torch.randn(10, 4, generator=g), torch.randint(0, 4, (10,), generator=g))
+    acc.reset()  # what is held is dropped with the states
+    assert not acc._pending and acc.compute().summary["samples"] == 0
+
+
+def test_a_batch_of_another_width_is_folded_alone_and_fails_where_it_always_did():
+    acc = PredictionAccumulator(buffer_batches=8)
+    acc.update(torch.randn(4, 3), torch.randint(0, 3, (4,)))
+    acc.update(torch.randn(4, 3), torch.randint(0, 3, (4,)))
+    with pytest.raises(RuntimeError):
+        acc.update(torch.randn(4, 5), torch.randint(0, 3, (4,)))
+
+
+def test_a_held_loss_does_not_keep_the_autograd_graph_alive():
+    weight = torch.randn(4, 3, requires_grad=True)
+    acc = PredictionAccumulator(buffer_batches=8)
+    for _ in range(3):
+        x = torch.randn(5, 4)
+        logits = x @ weight
+        loss = torch.nn.functional.cross_entropy(logits, torch.randint(0, 3, (5,)))
+        acc.update(logits, torch.randint(0, 3, (5,)), loss)
+    assert len(acc._pending) == 3
+    assert all(b.loss.grad_fn is None and b.logits.grad_fn is None for b in acc._pending)

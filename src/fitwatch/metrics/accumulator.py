@@ -41,6 +41,23 @@ HEALTH_FIELDS = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batch
 
 
 @dataclass
+class _Rows:
+    """One held batch: logits and targets as rows, its mean loss (as given), its row mask."""
+
+    logits: Tensor
+    target: Tensor
+    loss: Tensor | float | None
+    mask: Tensor | None
+
+
+def _loss_of(loss: Tensor | float | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """A batch's mean loss as a one-element tensor (zero for a batch without one: its weight is masked out)."""
+    if not isinstance(loss, Tensor):  # a fill, not a copy from the host: no synchronisation
+        return torch.full((1,), float(loss) if loss is not None else 0.0, dtype=torch.float32, device=device).to(dtype)
+    return loss.detach().to(device).float().reshape(-1)[:1].to(dtype)
+
+
+@dataclass
 class SplitResult:
     """What one split's accumulator read back: plain Python numbers only."""
 
@@ -78,6 +95,9 @@ class PredictionAccumulator:
         classwise_ece: Keep the ``classes x n_bins`` bins for classwise ECE.
         confusion_max_classes: Largest class count for which the confusion matrix is kept.
         classes_from: The user-facing argument ``num_classes`` came from, for error messages.
+        buffer_batches: Batches held (detached) before they are folded into the states in one pass; ``0``
+            folds every batch at once. Holding costs no kernel launch, so a per-step update is nearly free.
+        buffer_bytes: Fold earlier when the held logits reach this many bytes (memory stays bounded).
     """
 
     def __init__(
@@ -90,6 +110,8 @@ class PredictionAccumulator:
         classwise_ece: bool = True,
         confusion_max_classes: int = 50,
         classes_from: str = "num_classes",
+        buffer_batches: int = 0,
+        buffer_bytes: int = 8 * 2**20,
     ) -> None:
         self.task = task
         self.classes_from = classes_from
@@ -102,6 +124,10 @@ class PredictionAccumulator:
         self._calibration: CalibrationState | None = None
         self._loss: Tensor | None = None  # [weighted loss sum, weight]
         self._health: Tensor | None = None
+        self.buffer_batches = buffer_batches
+        self.buffer_bytes = buffer_bytes
+        self._pending: list[_Rows] = []
+        self._pending_bytes = 0
 
     @property
     def initialized(self) -> bool:
@@ -113,6 +139,10 @@ class PredictionAccumulator:
 
         ``mask`` (boolean, the shape of ``target`` for multiclass/binary, ``[N]`` for multilabel) leaves the
         rows where it is False out of every number, as if they were never seen.
+
+        With ``buffer_batches > 0`` the batch is only held (detached, as rows) and folded into the states
+        together with the next ones, in one pass of a few dozen kernels rather than one pass per batch; every
+        read (:meth:`compute`, :meth:`tensors`, :meth:`sync`, :meth:`state_dict`) folds what is held first.
         """
         logits = logits.detach()
         target = target.detach()
@@ -122,9 +152,67 @@ class PredictionAccumulator:
             self._initialize(logits, target)
         elif self._health.device != logits.device:  # type: ignore[union-attr]  (restored on CPU, now on GPU)
             self._move_to(logits.device)
+        batch = self._as_rows(logits, target, loss, mask)
+        if self.buffer_batches <= 0 or batch is None:
+            self._fold_pending()
+            self._fold([batch] if batch is not None else [self._odd_rows(logits, target, loss, mask)])
+            return
+        if self._pending and (batch.logits.device != self._pending[0].logits.device
+                              or batch.logits.dtype != self._pending[0].logits.dtype):
+            self._fold_pending()
+        self._pending.append(batch)
+        self._pending_bytes += batch.logits.numel() * batch.logits.element_size()
+        if len(self._pending) >= self.buffer_batches or self._pending_bytes >= self.buffer_bytes:
+            self._fold_pending()
+
+    def _as_rows(self, logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None) -> _Rows | None:
+        """The batch as rows (views where the memory allows), or ``None`` when its shape does not fit the states
+        (folded alone then, failing where it always did)."""
+        k = self.num_classes
+        if self.task == "binary":
+            z = logits.reshape(-1)
+            t = target.reshape(-1)
+            if z.shape != t.shape:
+                return None
+            rows = (z, t)
+        elif self.task == "multilabel":
+            if logits.shape[-1] != k or target.shape != logits.shape:
+                return None
+            rows = (logits.reshape(-1, k), target.reshape(-1, k))
+        else:
+            if logits.shape[-1] != k or logits.shape[:-1] != target.shape:
+                return None
+            rows = (logits.reshape(-1, k), target.reshape(-1))
+        m = mask.reshape(-1) if mask is not None else None
+        if m is not None and m.numel() != rows[0].shape[0]:
+            return None
+        # Detached: a held loss that still required grad would keep the step's whole autograd graph alive.
+        return _Rows(rows[0], rows[1], loss.detach() if isinstance(loss, Tensor) else loss, m)
+
+    @staticmethod
+    def _odd_rows(logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None) -> _Rows:
+        return _Rows(logits, target, loss, mask.reshape(-1) if mask is not None else None)
+
+    def _fold_pending(self) -> None:
+        if self._pending:
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            self._fold(pending)
+
+    def _fold(self, batches: list[_Rows]) -> None:
+        """Add held batches to the states in one pass; per-batch quantities (the mean loss of each batch, the
+        batch count) are kept per batch through segment sums."""
         assert self._counts is not None and self._calibration is not None and self._health is not None
+        assert self._loss is not None
         k = self.num_classes
         assert k is not None
+        device = self._health.device
+        one = len(batches) == 1
+        cat = (lambda ts: ts[0]) if one else torch.cat
+        logits = cat([b.logits for b in batches])
+        target = cat([b.target for b in batches])
+        mask = None
+        if any(b.mask is not None for b in batches):
+            mask = cat([b.mask.to(device) if b.mask is not None else torch.ones(b.target.shape[0], dtype=torch.bool, device=device) for b in batches])
         logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         if self.task == "multilabel":
             logits2 = logits.reshape(-1, logits.shape[-1])
@@ -133,7 +221,7 @@ class PredictionAccumulator:
             valid_t = ((target2 == 0) | (target2 == 1)).all(dim=1)
             if self.ignore_index is not None:
                 valid_t = valid_t & ~(target2 == self.ignore_index).any(dim=1)
-            keep = mask.reshape(-1).to(finite.device) if mask is not None else torch.ones_like(finite)
+            keep = mask.to(finite.device) if mask is not None else torch.ones_like(finite)
             weights = finite & valid_t & keep
             logits2 = torch.where(finite.unsqueeze(1), logits2, 0.0)
             target2 = torch.where(weights.unsqueeze(1), target2, torch.zeros_like(target2))
@@ -151,7 +239,7 @@ class PredictionAccumulator:
             finite = torch.isfinite(logits2).all(dim=1)
             ignored = (target1 == self.ignore_index) if self.ignore_index is not None else torch.zeros_like(finite)
             in_range = (target1 >= 0) & (target1 < k)
-            keep = mask.reshape(-1).to(finite.device) if mask is not None else torch.ones_like(finite)
+            keep = mask.to(finite.device) if mask is not None else torch.ones_like(finite)
             weights = finite & in_range & ~ignored & keep
             logits2 = torch.where(finite.unsqueeze(1), logits2, 0.0)
             target1 = torch.where(weights, target1, torch.zeros_like(target1))
@@ -161,15 +249,29 @@ class PredictionAccumulator:
             invalid = (~in_range & ~ignored & finite & keep).sum()
             targeted = in_range & ~ignored & keep
         nonfinite = (~finite & keep).sum()
-        loss_nonfinite = torch.zeros((), dtype=torch.long, device=logits.device)
-        if loss is not None:
-            loss_t = torch.as_tensor(loss, device=logits.device).detach().float().reshape(-1)[:1].squeeze(0)
-            ok = torch.isfinite(loss_t)
-            n_valid = weights.sum().to(self._loss.dtype)  # type: ignore[union-attr]
-            self._loss += torch.stack([torch.where(ok, loss_t.to(n_valid.dtype) * n_valid, 0.0), torch.where(ok, n_valid, 0.0)])  # type: ignore[operator]
+        loss_nonfinite = torch.zeros((), dtype=torch.long, device=device)
+        if any(b.loss is not None for b in batches):
+            dtype = self._loss.dtype
+            # The mean loss of each batch, weighted by its counted rows; a batch without a loss adds nothing.
+            losses = torch.cat([_loss_of(b.loss, device, dtype) for b in batches])
+            if one:
+                n_valid = weights.sum().to(dtype).reshape(1)
+                any_targeted = targeted.any().reshape(1)
+            else:
+                # Which batch each row came from, built on the device (a host list would be a synchronising copy).
+                owner = torch.cat([torch.full((b.target.shape[0],), i, device=device) for i, b in enumerate(batches)])
+                n_valid = torch.zeros(len(batches), dtype=dtype, device=device).index_add_(0, owner, weights.to(dtype))
+                any_targeted = torch.zeros(len(batches), dtype=dtype, device=device).index_add_(0, owner, targeted.to(dtype)) > 0
+            finite_loss = torch.isfinite(losses)
+            ok, counted = finite_loss, any_targeted
+            if not all(b.loss is not None for b in batches):
+                has = torch.cat([torch.full((1,), b.loss is not None, device=device) for b in batches])
+                ok, counted = finite_loss & has, any_targeted & has
+            self._loss += torch.stack([torch.where(ok, losses * n_valid, 0.0).sum(), torch.where(ok, n_valid, 0.0).sum()])
             # A batch without a counted target has a NaN mean loss by definition (0/0): not a non-finite loss.
-            loss_nonfinite = (~ok & targeted.any()).long()
-        self._health += torch.stack([nonfinite, invalid, loss_nonfinite, torch.ones_like(nonfinite)])
+            loss_nonfinite = (~finite_loss & counted).sum()
+        batches_seen = torch.full((), len(batches), dtype=torch.long, device=device)
+        self._health += torch.stack([nonfinite, invalid, loss_nonfinite, batches_seen])
 
     def _initialize(self, logits: Tensor, target: Tensor) -> None:
         task = infer_task(logits, target) if self.task == "auto" else self.task
@@ -193,6 +295,7 @@ class PredictionAccumulator:
         """Every state, in a fixed order (what :meth:`sync` reduces)."""
         if not self.initialized:
             return []
+        self._fold_pending()
         assert self._counts is not None and self._calibration is not None
         return [*self._counts.tensors(), *self._calibration.tensors(), self._loss, self._health]  # type: ignore[list-item]
 
@@ -200,6 +303,7 @@ class PredictionAccumulator:
         """Read every state back and compute the split's numbers. Empty result before the first batch."""
         if not self.initialized:
             return SplitResult(summary={}, per_class={})
+        self._fold_pending()
         assert self._counts is not None and self._calibration is not None
         multilabel = self.task == "multilabel"
         summary, per_class = self._counts.compute(multilabel=multilabel)
@@ -218,6 +322,7 @@ class PredictionAccumulator:
         )
 
     def reset(self) -> None:
+        self._pending, self._pending_bytes = [], 0
         for t in self.tensors():
             t.zero_()
 

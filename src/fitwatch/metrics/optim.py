@@ -143,9 +143,18 @@ def parameter_fingerprints(named_parameters: Iterable[tuple[str, nn.Parameter]])
 def unchanged_parameters(
     named_parameters: Iterable[tuple[str, nn.Parameter]], fingerprints: Mapping[str, Tensor]
 ) -> list[str]:
-    """Names of parameters whose fingerprint equals the one taken earlier (reads values back: audit time only)."""
+    """Names of parameters whose fingerprint equals the one taken earlier (audit time only: one read-back per
+    device, not one per parameter)."""
     now = parameter_fingerprints(named_parameters)
-    return [n for n, fp in now.items() if n in fingerprints and bool(torch.equal(fp, fingerprints[n].to(fp.device)))]
+    by_device: dict[torch.device, list[str]] = {}
+    for n, fp in now.items():
+        if n in fingerprints:
+            by_device.setdefault(fp.device, []).append(n)
+    unchanged: set[str] = set()
+    for device, names in by_device.items():
+        same = torch.stack([(now[n] == fingerprints[n].to(device)).all() for n in names]).tolist()
+        unchanged.update(n for n, s in zip(names, same) if s)
+    return [n for n in now if n in unchanged]
 
 
 def _as_float(value: Any) -> float:
