@@ -88,8 +88,8 @@ class Observer:
             classwise_ece=config.classwise_ece,
             confusion_max_classes=config.confusion_matrix_max_classes,
             classes_from="class_names" if config.class_names is not None and config.num_classes is None else "num_classes",
-            # Hold batches and fold them 32 at a time (at most 8 MiB of logits): a step then launches no metric
-            # kernel at all, where folding each batch costs ~100 small kernels (0.5 ms on CPU, 1-3 ms on a GPU).
+            # Hold batches (copies) and fold them 32 at a time (at most 8 MiB of logits): a step then launches
+            # three copies, where folding each batch costs ~100 small kernels (0.5 ms on CPU).
             buffer_batches=32,
         )
         self.train = PredictionAccumulator(**kwargs)

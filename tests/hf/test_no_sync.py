@@ -22,8 +22,9 @@ def test_no_host_sync_in_per_step_hooks_between_logging_steps(tmp_path, monkeypa
         def _quiet(self, step: int) -> bool:
             observer = self.observer
             special = any(check(s) for check in (observer.is_logging_step, observer.is_diag_step) for s in (step, step - 1))
-            # first batch: shape and label checks (one sync, once); first step: the set-up audit
-            return observer.train.initialized and not special and step > 1
+            # first batch: shape and label checks (one sync, once); first step: the set-up audit; the first step
+            # after an evaluation: the re-audit (the model must be back in train mode), one read-back
+            return observer.train.initialized and not special and step > 1 and not observer._audit_due
 
         def _capture(self, module, args_, kwargs, output):
             counter.active = module.training and self._quiet(self._state.global_step)

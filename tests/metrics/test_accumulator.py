@@ -253,3 +253,18 @@ def test_a_held_loss_does_not_keep_the_autograd_graph_alive():
         acc.update(logits, torch.randint(0, 3, (5,)), loss)
     assert len(acc._pending) == 3
     assert all(b.loss.grad_fn is None and b.logits.grad_fn is None for b in acc._pending)
+
+
+def test_held_batches_are_copies_the_caller_may_change_in_place():
+    # The HF Trainer scales the loss by the number of processes in place after the forward pass; CUDA-graph
+    # replays overwrite their outputs. What was seen at the step is what counts.
+    held, reference = PredictionAccumulator(buffer_batches=8), PredictionAccumulator()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        logits, target, loss = torch.randn(6, 3, generator=g), torch.randint(0, 3, (6,), generator=g), torch.tensor(0.9)
+        reference.update(logits, target, loss)
+        held.update(logits, target, loss)
+        loss *= 2
+        logits.add_(5.0)
+        target.fill_(0)
+    assert held.compute().summary == reference.compute().summary

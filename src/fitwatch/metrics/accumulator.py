@@ -95,8 +95,8 @@ class PredictionAccumulator:
         classwise_ece: Keep the ``classes x n_bins`` bins for classwise ECE.
         confusion_max_classes: Largest class count for which the confusion matrix is kept.
         classes_from: The user-facing argument ``num_classes`` came from, for error messages.
-        buffer_batches: Batches held (detached) before they are folded into the states in one pass; ``0``
-            folds every batch at once. Holding costs no kernel launch, so a per-step update is nearly free.
+        buffer_batches: Batches held (detached copies) before they are folded into the states in one pass;
+            ``0`` folds every batch at once. Holding costs three copies, where a fold costs ~100 small kernels.
         buffer_bytes: Fold earlier when the held logits reach this many bytes (memory stays bounded).
     """
 
@@ -140,7 +140,7 @@ class PredictionAccumulator:
         ``mask`` (boolean, the shape of ``target`` for multiclass/binary, ``[N]`` for multilabel) leaves the
         rows where it is False out of every number, as if they were never seen.
 
-        With ``buffer_batches > 0`` the batch is only held (detached, as rows) and folded into the states
+        With ``buffer_batches > 0`` the batch is only held (a detached copy, as rows) and folded into the states
         together with the next ones, in one pass of a few dozen kernels rather than one pass per batch; every
         read (:meth:`compute`, :meth:`tensors`, :meth:`sync`, :meth:`state_dict`) folds what is held first.
         """
@@ -186,8 +186,11 @@ class PredictionAccumulator:
         m = mask.reshape(-1) if mask is not None else None
         if m is not None and m.numel() != rows[0].shape[0]:
             return None
-        # Detached: a held loss that still required grad would keep the step's whole autograd graph alive.
-        return _Rows(rows[0], rows[1], loss.detach() if isinstance(loss, Tensor) else loss, m)
+        # Copies, detached: the caller may change its tensors in place after the step (the HF Trainer scales the
+        # loss by the number of processes in place; CUDA-graph replays overwrite their outputs), and a held loss
+        # that still required grad would keep the step's whole autograd graph alive. Three small copies a step.
+        held_loss = loss.detach().clone() if isinstance(loss, Tensor) else loss
+        return _Rows(rows[0].clone(), rows[1].clone(), held_loss, m.clone() if m is not None else None)
 
     @staticmethod
     def _odd_rows(logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None) -> _Rows:
