@@ -10,7 +10,13 @@ fresh subprocess, so peak memory is that run's own; runs with and without fitwat
 so drift in machine load hits both. The step time is the interval between the starts of consecutive
 training batches, so it includes every hook of the step; the first steps (warm-up) are dropped. The
 validation loop is timed separately. Results: JSON in benchmarks/results/overhead.json and a markdown
-table in docs/benchmarks.md between the ``overhead`` markers.
+table in docs/benchmarks.md between the ``overhead`` markers (``overhead-cuda.json`` and the ``overhead-cuda``
+markers when the runs were on a GPU).
+
+On a GPU every run also counts CUDA synchronisations: ``torch.cuda.set_sync_debug_mode("warn")`` makes each
+synchronising call raise a warning, and the child records, per training step, how many there were and how many
+came from a call stack that passes through fitwatch's own code (the rest are the framework's: loss logging,
+gradient clipping, ...). Both arms of a pair run in that mode, so the ratio stays like for like.
 """
 
 from __future__ import annotations
@@ -24,13 +30,18 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "overhead.json"
+RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- overhead:start -->", "<!-- overhead:end -->"
+
+
+def _markers(cuda: bool) -> tuple[str, str]:
+    name = "overhead-cuda" if cuda else "overhead"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 #: fitwatch settings per preset. "default" is FitWatch() as shipped; "full" turns every diagnostic on at the
 #: cadence issue 8 names (update ratios every 50 steps, images every validation).
@@ -75,7 +86,7 @@ class _Tokens:
         return {"input_ids": self.x[i], "attention_mask": torch.ones(WORKLOAD["seq"], dtype=torch.long), "labels": self.y[i]}
 
 
-def _run_lightning(watch: bool, preset: str, steps: int, val_batches: int, out: Path) -> dict[str, Any]:
+def _run_lightning(watch: bool, preset: str, steps: int, val_batches: int, out: Path, starts: list[float]) -> dict[str, Any]:
     import lightning.pytorch as pl
     import torch
     from torch.utils.data import DataLoader
@@ -100,7 +111,7 @@ def _run_lightning(watch: bool, preset: str, steps: int, val_batches: int, out: 
 
     class Clock(pl.Callback):
         def __init__(self) -> None:
-            self.starts: list[float] = []
+            self.starts = starts
             self.val: list[float] = []
 
         def on_train_batch_start(self, *args: Any) -> None:
@@ -128,14 +139,14 @@ def _run_lightning(watch: bool, preset: str, steps: int, val_batches: int, out: 
     return {"starts": clock.starts, "val": clock.val}
 
 
-def _run_hf(watch: bool, preset: str, steps: int, val_batches: int, out: Path) -> dict[str, Any]:
+def _run_hf(watch: bool, preset: str, steps: int, val_batches: int, out: Path, starts: list[float]) -> dict[str, Any]:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from fitwatch.hf import FitWatchCallback
 
     class Clock(TrainerCallback):
         def __init__(self) -> None:
-            self.starts: list[float] = []
+            self.starts = starts
             self.val: list[float] = []
             self._v = 0.0
 
@@ -172,6 +183,43 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+class _SyncLog:
+    """Records every CUDA synchronisation that ``set_sync_debug_mode("warn")`` reports, with the training step it
+    fell in (the number of step starts seen so far) and whether fitwatch's code was on the call stack."""
+
+    def __init__(self, starts: list[float]) -> None:
+        import fitwatch
+
+        self.starts = starts
+        self.root = str(Path(fitwatch.__file__).parent)
+        self.events: list[tuple[int, bool]] = []
+
+    def __enter__(self) -> _SyncLog:
+        import warnings
+
+        import torch
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.filterwarnings("always", message=".*synchroniz")
+        self._show = warnings.showwarning
+        warnings.showwarning = self._record
+        torch.cuda.set_sync_debug_mode("warn")
+        return self
+
+    def _record(self, message: Any, category: Any, filename: str, lineno: int, *args: Any, **kwargs: Any) -> None:
+        if "synchroniz" not in str(message):
+            return self._show(message, category, filename, lineno, *args, **kwargs)
+        ours = any(frame.filename.startswith(self.root) for frame in traceback.extract_stack())
+        self.events.append((len(self.starts), ours))
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        torch.cuda.set_sync_debug_mode("default")
+        self._catch.__exit__(*exc)
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -180,16 +228,32 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     out = Path(spec["out"])
     run = _run_lightning if spec["framework"] == "lightning" else _run_hf
     t0 = time.perf_counter()
-    timing = run(spec["watch"], spec["preset"], spec["steps"], spec["val_batches"], out)
-    starts = timing["starts"]
+    starts: list[float] = []
+    if torch.cuda.is_available():
+        with _SyncLog(starts) as syncs:
+            timing = run(spec["watch"], spec["preset"], spec["steps"], spec["val_batches"], out, starts)
+    else:
+        syncs = None
+        timing = run(spec["watch"], spec["preset"], spec["steps"], spec["val_batches"], out, starts)
     steps = [b - a for a, b in zip(starts, starts[1:])]
     # drop warm-up steps and the steps whose interval holds a validation loop
     val_steps = {spec["steps"] // 2 or 1}
     kept = [s for i, s in enumerate(steps, start=1) if i > spec["warmup"] and i not in val_steps]
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-    return {"step_times": kept, "val_times": timing["val"], "peak_rss_mb": peak_kb / 1024, "peak_gpu_bytes": peak_gpu,
-            "wall_s": time.perf_counter() - t0}
+    result = {"step_times": kept, "val_times": timing["val"], "peak_rss_mb": peak_kb / 1024, "peak_gpu_bytes": peak_gpu,
+              "wall_s": time.perf_counter() - t0}
+    if syncs is not None:
+        # step i (1-based) is the interval after the i-th start; steps 1..steps; validation steps counted apart
+        per_step = {i: [0, 0] for i in range(1, len(starts) + 1)}
+        for step, ours in syncs.events:
+            if step in per_step:
+                per_step[step][0] += 1
+                per_step[step][1] += int(ours)
+        result["syncs"] = {"per_step_total": [per_step[i][0] for i in sorted(per_step)],
+                           "per_step_fitwatch": [per_step[i][1] for i in sorted(per_step)],
+                           "log_every": 50, "validation_steps": sorted(val_steps)}
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- parent
@@ -210,6 +274,9 @@ def measure(framework: str, preset: str, *, repeats: int, steps: int, warmup: in
             workload: dict[str, Any]) -> dict[str, Any]:
     """Alternating runs without (A) and with (B) fitwatch: A B, B A, A B, ..."""
     ratios, val_ratios, base_med, watch_med, rss_a, rss_b = [], [], [], [], [], []
+    val_a: list[float] = []
+    val_b: list[float] = []
+    syncs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for r in range(repeats):
         order = (False, True) if r % 2 == 0 else (True, False)
         got = {}
@@ -225,15 +292,58 @@ def measure(framework: str, preset: str, *, repeats: int, steps: int, warmup: in
         base_med.append(a)
         watch_med.append(b)
         if got[False]["val_times"] and got[True]["val_times"]:
-            val_ratios.append(statistics.median(got[True]["val_times"]) / statistics.median(got[False]["val_times"]))
+            val_a.append(statistics.median(got[False]["val_times"]))
+            val_b.append(statistics.median(got[True]["val_times"]))
+            val_ratios.append(val_b[-1] / val_a[-1])
         rss_a.append(got[False]["peak_rss_mb"])
         rss_b.append(got[True]["peak_rss_mb"])
+        for watch in (False, True):
+            if "syncs" in got[watch]:
+                syncs[watch].append(got[watch]["syncs"])
     return {
         "framework": framework, "preset": preset, "repeats": repeats, "steps": steps,
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios,
         "step_ms_without": statistics.median(base_med) * 1e3, "step_ms_with": statistics.median(watch_med) * 1e3,
         "val_ratio_median": statistics.median(val_ratios) if val_ratios else None,
+        "val_ms_without": statistics.median(val_a) * 1e3 if val_a else None,
+        "val_ms_with": statistics.median(val_b) * 1e3 if val_b else None,
         "peak_rss_mb_without": max(rss_a), "peak_rss_mb_with": max(rss_b),
+        **({"syncs": _sync_summary(syncs)} if syncs[True] else {}),
+    }
+
+
+def _sync_summary(runs: dict[bool, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Syncs per training step. Step ``i`` is the interval from the ``i``-th batch start to the next; the first
+    (fit start: the one-off optimizer audit), the last (fit end) and the ones holding a validation loop are
+    reported apart from the steps between, and logging steps (every ``log_every``-th) apart from the rest."""
+
+    def split(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[int]]:
+        between, logging = [], []
+        for rec in records:
+            last = len(rec[key])
+            for i, n in enumerate(rec[key], start=1):
+                if i in (1, last) or i in rec["validation_steps"]:
+                    continue
+                (logging if i % rec["log_every"] == 0 else between).append(n)
+        return between, logging
+
+    fw_between, fw_logging = split(runs[True], "per_step_fitwatch")
+    all_with, _ = split(runs[True], "per_step_total")
+    all_without, _ = split(runs[False], "per_step_total")
+    where: dict[int, int] = {}  # step -> fitwatch syncs in it, summed over the runs with fitwatch
+    for rec in runs[True]:
+        for i, n in enumerate(rec["per_step_fitwatch"], start=1):
+            if n:
+                where[i] = where.get(i, 0) + n
+    return {
+        "fitwatch_steps_with_syncs": sorted(where.items())[:20],
+        "fitwatch_first_step": max((rec["per_step_fitwatch"][0] for rec in runs[True]), default=0),
+        "fitwatch_between_logging_max": max(fw_between, default=0),
+        "fitwatch_between_logging_total": sum(fw_between), "steps_between_logging": len(fw_between),
+        "fitwatch_per_logging_step_max": max(fw_logging, default=0),
+        "fitwatch_per_logging_step_median": statistics.median(fw_logging) if fw_logging else 0,
+        "all_between_logging_median_with": statistics.median(all_with) if all_with else 0,
+        "all_between_logging_median_without": statistics.median(all_without) if all_without else 0,
     }
 
 
@@ -285,28 +395,47 @@ def write_docs(results: dict[str, Any]) -> None:
         f"Measured {results['date']} on {results['machine']} ({results['device']}, {results['threads']} threads); "
         f"`python -m benchmarks.overhead{' --quick' if results['quick'] else ''}`.",
         "",
-        "| framework | preset | step without | step with | ratio (median) | ratio range | validation ratio | peak RSS without / with |",
+        "| framework | preset | step without | step with | ratio (median) | ratio range | validation without / with (ratio) | peak RSS without / with |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results["runs"]:
-        val = f"{r['val_ratio_median']:.3f}" if r["val_ratio_median"] else "n/a"
+        val = (f"{r['val_ms_without']:.0f} / {r['val_ms_with']:.0f} ms ({r['val_ratio_median']:.2f})"
+               if r.get("val_ms_without") else "n/a")
         lines.append(
             f"| {r['framework']} | {r['preset']} | {r['step_ms_without']:.1f} ms | {r['step_ms_with']:.1f} ms | "
             f"**{r['ratio_median']:.3f}** | {r['ratio_min']:.3f}-{r['ratio_max']:.3f} | {val} | "
             f"{r['peak_rss_mb_without']:.0f} / {r['peak_rss_mb_with']:.0f} MB |"
         )
-    lines += ["", "Metric state (bytes) by number of classes and evaluated samples:", "",
-              "| classes | samples | state bytes |", "|---|---|---|"]
-    lines += [f"| {m['classes']:,} | {m['samples']:,} | {m['state_bytes']:,} |" for m in results["state_memory"]]
-    lines += ["", "Import time on top of the framework's own (median of 5 fresh processes):", ""]
-    lines += [f"- `{k}`: {v * 1e3:.0f} ms" for k, v in results["import_times"].items()]
+    if results.get("state_memory"):
+        lines += ["", "Metric state (bytes) by number of classes and evaluated samples:", "",
+                  "| classes | samples | state bytes |", "|---|---|---|"]
+        lines += [f"| {m['classes']:,} | {m['samples']:,} | {m['state_bytes']:,} |" for m in results["state_memory"]]
+    if results.get("import_times"):
+        lines += ["", "Import time on top of the framework's own (median of 5 fresh processes):", ""]
+        lines += [f"- `{k}`: {v * 1e3:.0f} ms" for k, v in results["import_times"].items()]
+    cuda = results["device"] != "CPU"
+    if cuda:
+        lines += ["", "CUDA synchronisations per training step (`torch.cuda.set_sync_debug_mode(\"warn\")`; \"fitwatch\" counts "
+                  "the syncs with fitwatch's code on the call stack, summed over the runs; \"all\" every sync in a step, "
+                  "the framework's included):", "",
+                  "| framework | preset | fitwatch, steps between logging steps (max; total over steps) | fitwatch, per logging step (max) | fitwatch, first step (one-off audit) | all syncs per step without / with (median) |",
+                  "|---|---|---|---|---|---|"]
+        for r in results["runs"]:
+            if "syncs" in r:
+                c = r["syncs"]
+                lines.append(f"| {r['framework']} | {r['preset']} | {c['fitwatch_between_logging_max']}; "
+                             f"{c['fitwatch_between_logging_total']} over {c['steps_between_logging']} | "
+                             f"{c['fitwatch_per_logging_step_max']} | {c['fitwatch_first_step']} | "
+                             f"{c['all_between_logging_median_without']:g} / {c['all_between_logging_median_with']:g} |")
+    start, end = _markers(cuda)
     block = "\n".join(lines)
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + START + "\n" + block + "\n" + END + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + start + "\n" + block + "\n" + end + rest.split(end, 1)[1]
     else:
-        text = text.rstrip() + f"\n\n## Overhead\n\n{START}\n{block}\n{END}\n"
+        title = "## Overhead on a GPU" if cuda else "## Overhead"
+        text = text.rstrip() + f"\n\n{title}\n\n{start}\n{block}\n{end}\n"
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     DOCS.write_text(text)
 
@@ -319,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=120, help="training steps per run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="CI smoke run: 1 pair, a few steps, no docs update")
+    parser.add_argument("--results", type=Path, help="JSON output (default benchmarks/results/overhead[-cuda].json)")
+    parser.add_argument("--ratios-only", action="store_true", help="print the step ratios and stop (no memory, import, docs)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -332,27 +463,37 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats, args.steps = 1, 8
     frameworks = ("lightning", "hf") if args.framework == "both" else (args.framework,)
     presets = tuple(PRESETS) if args.preset == "both" else (args.preset,)
-    runs = []
+    runs: list[dict[str, Any]] = []
+    cuda = torch.cuda.is_available()
+    results = {
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "device": torch.cuda.get_device_name() if cuda else "CPU", "threads": args.threads,
+        "quick": args.quick, "workload": QUICK_WORKLOAD if args.quick else WORKLOAD, "runs": runs,
+    }
+    path = args.results or RESULTS / ("overhead-cuda.json" if cuda else "overhead.json")
     with tempfile.TemporaryDirectory() as tmp:
         for framework in frameworks:
             for preset in presets:
                 runs.append(measure(framework, preset, repeats=args.repeats, steps=args.steps, warmup=min(10, args.steps // 4),
                                     val_batches=4 if args.quick else 16, threads=args.threads, tmp=Path(tmp),
                                     workload=QUICK_WORKLOAD if args.quick else WORKLOAD))
-    results = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU", "threads": args.threads,
-        "quick": args.quick, "workload": QUICK_WORKLOAD if args.quick else WORKLOAD, "runs": runs, "state_memory": state_memory(),
-        "import_times": import_times(args.threads),
-    }
+                if not args.quick:  # keep what is measured so far should a long run be cut off
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(results, indent=2))
+    if args.ratios_only:  # a short device check: the ratios (and CUDA syncs) alone, written where --results says
+        path.write_text(json.dumps(results, indent=2))
+        for r in runs:
+            print(json.dumps(r))
+        return 0
+    results["state_memory"] = state_memory()
+    results["import_times"] = import_times(args.threads)
     for r in runs:
         print(f"{r['framework']:9s} {r['preset']:7s} ratio {r['ratio_median']:.3f} "
               f"(range {r['ratio_min']:.3f}-{r['ratio_max']:.3f}; {r['step_ms_without']:.1f} -> {r['step_ms_with']:.1f} ms/step)")
     if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2))
+        path.write_text(json.dumps(results, indent=2))
         write_docs(results)
-        print(f"wrote {RESULTS.relative_to(ROOT)} and {DOCS.relative_to(ROOT)}")
+        print(f"wrote {path} and {DOCS.relative_to(ROOT)}")
     return 0
 
 
