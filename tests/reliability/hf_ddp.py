@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     from fitwatch.hf import FitWatchCallback
     from tests.hf.tiny import SequenceData, bert_config
     from tests.hf.tiny import args as training_args
+    from tests.reliability.ranks import record_details
 
     warnings.simplefilter("always", FitWatchWarning)
 
@@ -72,18 +73,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     details: list[dict] = []
 
-    def capture(d, step, record=None):
-        details.append(
-            {
-                "step": step,
-                "split": d.split,
-                "reliability": dict(d.reliability),
-                "confusion": d.confusion,
-                "per_class": dict(d.per_class),
-            }
-        )
-        record(d, step)
-
     trainer = Trainer(
         model=model,
         args=training_args(
@@ -101,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         callbacks=[cb],
     )
     assert cb.observer is not None  # built at on_init_end
-    monitor = cb.observer.monitor
-    monitor.details = lambda d, step, record=monitor.details: capture(d, step, record)
+    record_details(cb.observer.monitor, details)
     trainer.train()
     result = {
         "rank": trainer.args.process_index,

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     from fitwatch import FitWatchWarning
     from fitwatch.lightning import FitWatch
     from tests.lightning.digits import CLASS_NAMES, DigitsMLP
+    from tests.reliability.ranks import record_details
 
     warnings.simplefilter("always", FitWatchWarning)  # every emission reaches stderr, not the first per line
     torch.manual_seed(0)
@@ -161,22 +162,7 @@ def main(argv: list[str] | None = None) -> None:
             log_every_n_steps=4,
             stop_on=["FW-DIVERGENCE"] if args.scenario == "stop" else None,
         )
-        monitor = cb.observer.monitor
-        record_details = monitor.details
-
-        def capture(d, step):  # every rank builds the details; only rank zero has sinks to show them
-            details.append(
-                {
-                    "step": step,
-                    "split": d.split,
-                    "reliability": dict(d.reliability),
-                    "confusion": d.confusion,
-                    "per_class": dict(d.per_class),
-                }
-            )
-            record_details(d, step)
-
-        monitor.details = capture
+        record_details(cb.observer.monitor, details)
         callbacks.append(cb)
     strategy = (
         DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))

@@ -156,3 +156,39 @@ def _close(a: Any, b: Any, rtol: float) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
     return abs(a - b) <= rtol * max(1.0, abs(b))
+
+
+def record_details(monitor: Any, details: list[dict[str, Any]]) -> None:
+    """Make ``monitor`` also append each evaluation's details (what sinks would show) to ``details``, on every
+    rank (only rank zero has sinks to show them)."""
+    show = monitor.details
+
+    def capture(d: Any, step: int) -> None:
+        details.append(
+            {
+                "step": step,
+                "split": d.split,
+                "reliability": dict(d.reliability),
+                "confusion": d.confusion,
+                "per_class": dict(d.per_class),
+            }
+        )
+        show(d, step)
+
+    monitor.details = capture
+
+
+def assert_stopped_together(
+    two: Mapping[int, Mapping[str, Any]], *, nan_step: int, log_every: int, steps_per_epoch: int, max_steps: int
+) -> None:
+    """Rank 1 alone saw a NaN loss at ``nan_step``; both ranks stopped at the first validation after the step
+    record that holds it (written at the next logging step), together, before ``max_steps``."""
+    assert "FW-DIVERGENCE" in {f["code"] for f in two[1]["findings"]}
+    # Only rank 1's losses held the NaN: rank 0 stopped on rank 1's word.
+    rank0 = [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]]
+    assert rank0 == [0.0] * len(rank0)
+    assert 1.0 in [v for _, v in two[1]["history"]["health/nonfinite_loss_steps"]]
+    found_at = math.ceil((nan_step + 1) / log_every) * log_every
+    stop_at = math.ceil(found_at / steps_per_epoch) * steps_per_epoch
+    assert two[0]["global_step"] == two[1]["global_step"] == stop_at < max_steps
+

@@ -21,6 +21,7 @@ from tests.hf.tiny import SequenceData
 from .hf_ddp import EPOCHS, N_TRAIN, NAN_STEP
 from .ranks import (
     assert_same_details,
+    assert_stopped_together,
     assert_same_findings,
     assert_same_history,
     launch,
@@ -104,15 +105,8 @@ def test_samples_repeated_to_complete_the_last_batch_are_not_counted(hf):
 
 def test_a_stop_on_finding_on_one_rank_stops_every_rank_at_the_same_step(hf):
     _, two = hf(EVEN_SIZE, stop=True)
-    assert "FW-DIVERGENCE" in {f["code"] for f in two[1]["findings"]}
-    # Only rank 1's losses held the NaN: rank 0 stopped on rank 1's word.
-    assert [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]] == [0.0] * len(
-        two[0]["history"]["health/nonfinite_loss_steps"]
-    )
-    assert 1.0 in [v for _, v in two[1]["history"]["health/nonfinite_loss_steps"]]
-    found_at = math.ceil((NAN_STEP + 1) / LOG_EVERY) * LOG_EVERY
-    stop_at = math.ceil(found_at / STEPS_PER_EPOCH) * STEPS_PER_EPOCH
-    assert two[0]["global_step"] == two[1]["global_step"] == stop_at < EPOCHS * STEPS_PER_EPOCH
+    assert_stopped_together(two, nan_step=NAN_STEP, log_every=LOG_EVERY, steps_per_epoch=STEPS_PER_EPOCH,
+                            max_steps=EPOCHS * STEPS_PER_EPOCH)
 
 
 def test_rank_zero_shows_the_finding_that_stopped_the_run(hf):

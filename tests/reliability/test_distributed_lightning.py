@@ -22,6 +22,7 @@ import pytest
 from .lightning_ddp import MAX_EPOCHS, N_TRAIN, NAN_STEP, VAL_SIZE, digit_sets
 from .ranks import (
     assert_same_details,
+    assert_stopped_together,
     assert_same_findings,
     assert_same_history,
     launch,
@@ -138,16 +139,8 @@ def test_a_stop_on_finding_on_one_rank_stops_every_rank_at_the_same_step(lightni
     """Rank 1 alone sees a NaN loss at step ``NAN_STEP``; FW-DIVERGENCE is in ``stop_on``. The decision is
     OR-reduced at the next validation, so both ranks stop there, together, long before ``max_epochs``."""
     _, two = lightning("stop")
-    assert "FW-DIVERGENCE" in {f["code"] for f in two[1]["findings"]}
-    # Only rank 1's losses held the NaN: rank 0 stopped on rank 1's word.
-    assert [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]] == [0.0] * len(
-        two[0]["history"]["health/nonfinite_loss_steps"]
-    )
-    assert 1.0 in [v for _, v in two[1]["history"]["health/nonfinite_loss_steps"]]
-    # The step record that holds the NaN is written at the next logging step; validation runs every epoch.
-    found_at = math.ceil((NAN_STEP + 1) / LOG_EVERY) * LOG_EVERY
-    stop_at = math.ceil(found_at / STEPS_PER_EPOCH) * STEPS_PER_EPOCH
-    assert two[0]["global_step"] == two[1]["global_step"] == stop_at < MAX_EPOCHS * STEPS_PER_EPOCH
+    assert_stopped_together(two, nan_step=NAN_STEP, log_every=LOG_EVERY, steps_per_epoch=STEPS_PER_EPOCH,
+                            max_steps=MAX_EPOCHS * STEPS_PER_EPOCH)
 
 
 def test_rank_zero_shows_the_finding_that_stopped_the_run(lightning):

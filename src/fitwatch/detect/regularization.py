@@ -26,6 +26,7 @@ made, or the HF ``TrainingArguments`` default.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,8 +130,9 @@ class _AuditDetector(Detector):
             evidence=evidence,
         )
 
+    @abc.abstractmethod
     def check(self, record: AuditRecord) -> tuple[str, dict[str, object]] | None:
-        raise NotImplementedError
+        """The finding's message and evidence when ``record`` shows the fault, else ``None``."""
 
 
 @register

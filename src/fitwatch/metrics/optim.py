@@ -128,9 +128,6 @@ class UpdateRatioTracker:
         self._before = None
         return out
 
-    def discard(self) -> None:
-        self._before = None
-
 
 def parameter_fingerprints(named_parameters: Iterable[tuple[str, nn.Parameter]]) -> dict[str, Tensor]:
     """A cheap per-parameter fingerprint (sum and sum of squares, float64) to tell later whether it changed."""
