@@ -29,7 +29,9 @@ from fitwatch import _validation as v
 
 __all__ = ["DataChecksConfig", "FitWatchConfig", "resolve_config"]
 
-Task = Literal["auto", "multiclass", "binary", "multilabel"]
+Task = Literal[
+    "auto", "multiclass", "binary", "multilabel", "token_classification", "regression", "causal_lm", "seq2seq_lm"
+]
 PerClass = Literal["auto", "all", "worst", "off"]
 
 
@@ -109,8 +111,11 @@ class FitWatchConfig:
         num_classes: Number of classes; inferred from the logits when omitted. Must match
             ``class_names`` when both are given.
         task: ``"multiclass"`` (logits ``[..., C]``, integer targets), ``"binary"`` (one logit per sample,
-            targets in {0, 1}), ``"multilabel"`` (logits and targets ``[N, C]``), or ``"auto"`` to infer it
-            from the first batch.
+            targets in {0, 1}), ``"multilabel"`` (logits and targets ``[N, C]``), ``"token_classification"``
+            (logits ``[N, T, C]``, targets ``[N, T]``), ``"regression"`` (predictions and float targets of one
+            shape), ``"causal_lm"`` (next-token logits ``[N, T, V]``, labels ``[N, T]`` shifted by one),
+            ``"seq2seq_lm"`` (decoder logits aligned with labels), or ``"auto"`` to infer it from the model
+            and the first batch (see :mod:`fitwatch.tasks`).
         ignore_index: Target value to skip (``-100`` as in PyTorch and Hugging Face); ``None`` skips nothing.
         n_bins: Equal-width bins for ECE, MCE, classwise ECE and the reliability diagram (Guo et al. 2017: 15).
         log_every_n_steps: How often step diagnostics (loss, learning rates, norms) are read and written.
