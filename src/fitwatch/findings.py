@@ -15,13 +15,15 @@ True
 from __future__ import annotations
 
 import enum
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fitwatch import warnings as fw_warnings
 
-__all__ = ["CATALOGUE", "Finding", "FindingSpec", "Severity", "spec_for"]
+__all__ = ["CATALOGUE", "Finding", "FindingSpec", "Severity", "materially_changed", "spec_for"]
 
 
 class Severity(enum.IntEnum):
@@ -162,6 +164,10 @@ CATALOGUE: Mapping[str, FindingSpec] = {
         _spec("FW-MISLABEL-SUSPECTS", _W.DataQualityWarning, "Suspected mislabeled samples",
               "Samples whose margin stays negative through training (area under the margin).",
               "Review the listed samples' labels."),
+        _spec("FW-LM-PROMPT-TRAINED", _W.DataQualityWarning, "Prompt tokens are trained",
+              "Every token of the sampled language-model items is a label, prompt included, while the items "
+              "share a long common prompt prefix: the completion-only mask is missing.",
+              "Set the prompt's labels to -100 (a completion-only collator, or assistant_only_loss in TRL)."),
     )
 }
 
@@ -237,13 +243,32 @@ class Finding:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """Read back :meth:`to_dict`, checking every field (files are input like any other).
+
+        Raises:
+            TypeError: If ``data`` is not a mapping, or a field has the wrong type (a ``subject`` that is a list,
+                a ``message`` that is null).
+            ValueError: On an unknown code or severity, or a step or epoch that is not a finite whole number.
+            KeyError: If ``code``, ``severity``, ``step`` or ``message`` is missing.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"Expected a finding to be a mapping, but got {type(data).__name__}.")
+        for name in ("code", "message"):
+            if not isinstance(data[name], str):
+                raise TypeError(f"Expected `{name}` of a finding to be a str, but got {data[name]!r}.")
+        for name in ("hint", "subject"):
+            if not isinstance(data.get(name, ""), str):
+                raise TypeError(f"Expected `{name}` of a finding to be a str, but got {data[name]!r}.")
+        evidence = data.get("evidence") or {}
+        if not isinstance(evidence, Mapping):
+            raise TypeError(f"Expected `evidence` of a finding to be a mapping, but got {evidence!r}.")
         return cls(
             code=data["code"],
             severity=Severity.parse(data["severity"]),
-            step=int(data["step"]),
-            epoch=None if data.get("epoch") is None else int(data["epoch"]),
+            step=_whole(data["step"], "step"),
+            epoch=None if data.get("epoch") is None else _whole(data["epoch"], "epoch"),
             message=data["message"],
-            evidence=dict(data.get("evidence", {})),
+            evidence=dict(evidence),
             hint=data.get("hint", ""),
             subject=data.get("subject", ""),
         )
@@ -251,3 +276,41 @@ class Finding:
     def __str__(self) -> str:
         where = f"step {self.step}" + (f", epoch {self.epoch}" if self.epoch is not None else "")
         return f"[{self.code}] {self.message} ({where}). Hint: {self.hint}"
+
+
+def _whole(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        raise ValueError(f"Expected `{name}` of a finding to be a whole number, but got {value!r}.")
+    return int(value)
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def materially_changed(before: Finding, after: Finding, *, rel_tol: float = 0.1) -> bool:
+    """Whether an update of a cause is worth showing again: another severity, other words in the message, or a
+    number in it that moved by more than ``rel_tol`` of its size. Numbers that drift within noise (a step
+    count, a loss at its fourth decimal) do not make a new ``findings.jsonl`` line at every evaluation.
+
+    >>> from dataclasses import replace
+    >>> f = Finding(code="FW-PLATEAU", severity="info", step=10, epoch=1, message="flat for 4 evaluations at 0.512")
+    >>> materially_changed(f, f)
+    False
+    >>> materially_changed(f, replace(f, step=20, message="flat for 4 evaluations at 0.513"))
+    False
+    >>> materially_changed(f, replace(f, message="flat for 6 evaluations at 0.512"))
+    True
+    >>> materially_changed(f, replace(f, severity=Severity.WARNING))
+    True
+    """
+    if before.severity != after.severity or before.code != after.code:
+        return True
+    if before.message == after.message:
+        return False
+    if _NUMBER.sub("#", before.message) != _NUMBER.sub("#", after.message):
+        return True
+    for a, b in zip(_NUMBER.findall(before.message), _NUMBER.findall(after.message)):
+        x, y = float(a), float(b)
+        if abs(x - y) > rel_tol * max(abs(x), abs(y)):
+            return True
+    return False

@@ -23,7 +23,7 @@ from typing import Any
 from fitwatch.detect.base import Detector, build_detectors
 from fitwatch.detect.records import AuditRecord, EvalRecord, StepRecord
 from fitwatch.detect.trends import theil_sen_slope
-from fitwatch.findings import Finding, Severity
+from fitwatch.findings import Finding, Severity, materially_changed
 from fitwatch.sinks.base import EvaluationDetails, GuardedSinks, Sink
 from fitwatch.sinks.tags import tag
 from fitwatch.warnings import FitWatchRuntimeWarning
@@ -46,7 +46,8 @@ class Monitor:
         stop_on: Finding codes or severity names that make :attr:`should_stop` true.
         on_finding: Called with each new cause (and each escalation of one); exceptions in it are warned
             about once and ignored.
-        gap_window: Evaluations the gap trend looks back over.
+        gap_window: Evaluations the gap trend looks back over; also how many recent points of each series
+            :meth:`state_dict` keeps (the whole history lives in the sinks' history file).
         prefix: Tag prefix.
     """
 
@@ -62,14 +63,61 @@ class Monitor:
         prefix: str = "",
     ) -> None:
         self.detectors = list(build_detectors(detector_settings) if detectors is None else detectors)
-        self.sinks = GuardedSinks(sinks)
-        self.stop_on = tuple(stop_on)
+        self.stop_on = (stop_on,) if isinstance(stop_on, str) else tuple(stop_on)
         self.on_finding = on_finding
         self.gap_window = gap_window
         self.prefix = prefix
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._causes: dict[tuple[str, str], Finding] = {}
+        self._written: dict[tuple[str, str], Finding] = {}  # what the sinks were last shown of each cause
         self._broken: set[str] = set()
+        self._dropped: dict[str, int] = {}  # points of a series before those in memory (a resume without its file)
+        self._history_file: str | None = None  # the history file of the run this state was saved from
+        self._resume: dict[str, Any] | None = None  # a loaded state waiting for the sinks, to reload its history
+        self._sinks = GuardedSinks([])
+        self.sinks = GuardedSinks(sinks)
+
+    # ------------------------------------------------------------------ sinks
+    @property
+    def sinks(self) -> GuardedSinks:
+        """The sinks (guarded). Setting them starts them with the history held so far; after a resume, the
+        whole history is first read back from the saved run's history file when it still matches the state."""
+        return self._sinks
+
+    @sinks.setter
+    def sinks(self, sinks: GuardedSinks | Sequence[Sink]) -> None:
+        self._sinks = sinks if isinstance(sinks, GuardedSinks) else GuardedSinks(sinks)
+        if not self._sinks.active:
+            return
+        resumed_from = None
+        if self._resume is not None:
+            resume, self._resume = self._resume, None
+            sources = [resume["file"], *(s.history_source() for s in self._sinks.active)]
+            resumed_from = next((src for src in sources if src and self._reload_history(src, resume)), None)
+        self._sinks.call("start", self.history, resumed_from=resumed_from)
+
+    def _reload_history(self, source: str, resume: Mapping[str, Any]) -> bool:
+        """Replace the saved tails by the whole series read from ``source``, when the file holds at least the
+        counted points of every series and ends them with the saved tails. Returns whether it did."""
+        from fitwatch.sinks.jsonl import read_history
+
+        try:
+            stored = read_history(source)
+        except (OSError, ValueError, TypeError):
+            return False
+        counts, tails = resume["counts"], resume["tails"]
+        full = {}
+        for tag, count in counts.items():
+            points = stored.get(tag, [])[:count]
+            tail = tails.get(tag, [])
+            if len(points) != count or not _same_points(points[len(points) - len(tail) :], tail):
+                return False
+            full[tag] = points
+        for tag, points in self.history.items():
+            full[tag] = full.get(tag, []) + points[len(tails.get(tag, [])) :]
+        self.history = full
+        self._dropped = {}
+        return True
 
     # ------------------------------------------------------------------ reading
     @property
@@ -98,8 +146,10 @@ class Monitor:
                 continue
             self.history.setdefault(name, []).append((int(step), v))
             clean[name] = v
-        if dashboard and clean:
-            self.sinks.call("scalars", clean, int(step))
+        if clean:
+            self._sinks.call("record", clean, int(step))
+            if dashboard:
+                self._sinks.call("scalars", clean, int(step))
 
     def details(self, details: EvaluationDetails, step: int) -> None:
         self.sinks.call("evaluation", details, int(step))
@@ -163,6 +213,10 @@ class Monitor:
         previous = self._causes.get(finding.key)
         new = previous is None or finding.severity > previous.severity
         self._causes[finding.key] = finding
+        shown = self._written.get(finding.key)
+        changed = new or shown is None or materially_changed(shown, finding)
+        if changed:
+            self._written[finding.key] = finding
         self.log(
             {
                 tag("findings", finding.code, prefix=self.prefix): float(int(finding.severity)),
@@ -170,7 +224,8 @@ class Monitor:
             },
             finding.step,
         )
-        self.sinks.call("finding", finding, new=new)
+        if changed:  # an unchanged cause is not written again at every evaluation
+            self._sinks.call("finding", finding, new=new)
         if new and self.on_finding is not None:
             try:
                 self.on_finding(finding)
@@ -184,33 +239,82 @@ class Monitor:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        self.sinks.call("flush", self.history)
-        self.sinks.call("close")
+        self._sinks.call("flush", self.history)
+        self._sinks.call("finish", self.history)
+        self._sinks.call("close")
 
     def __getstate__(self) -> dict[str, Any]:
         # Writers and open files do not pickle; a copy gets its sinks from its adapter where it runs.
         state = self.__dict__.copy()
-        state["sinks"] = GuardedSinks([])
+        state["_sinks"] = GuardedSinks([])
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_sinks", state.pop("sinks", GuardedSinks([])))
+        for name, default in (("_written", {}), ("_dropped", {}), ("_history_file", None), ("_resume", None)):
+            state.setdefault(name, default)
+        self.__dict__.update(state)
+
+    @property
+    def history_tail(self) -> int:
+        """Points of each series a :meth:`state_dict` keeps: what the Monitor reads back (the gap trend)."""
+        return self.gap_window
+
     def state_dict(self) -> dict[str, Any]:
-        """JSON-safe state: history, current findings and every detector's state."""
+        """JSON-safe state of bounded size: the last :attr:`history_tail` points of each series and how many
+        points each has (the whole history is in the sinks' history file, named here), current findings and
+        every detector's state. The sinks are flushed first, so that the file holds every counted point."""
+        self._sinks.call("flush", self.history)
+        tail = self.history_tail
+        source = next((s for sink in self._sinks.active if (s := sink.history_source())), self._history_file)
         return {
-            "history": {k: [list(p) for p in v] for k, v in self.history.items()},
+            "history": {k: [[s, _json_number(v)] for s, v in pts[-tail:]] for k, pts in self.history.items()},
+            "history_counts": {k: self._dropped.get(k, 0) + len(pts) for k, pts in self.history.items()},
+            "history_file": source,
             "findings": [f.to_dict() for f in self._causes.values()],
             "detectors": {d.name: d.state_dict() for d in self.detectors},
             "broken": sorted(self._broken),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`; keys added in later versions may be missing."""
-        self.history = {k: [(int(s), float(v) if v is not None else math.nan) for s, v in pts] for k, pts in state.get("history", {}).items()}
+        """Restore :meth:`state_dict`; keys added in later versions may be missing.
+
+        The history comes back as the saved tails; when sinks are attached (now or later), the whole history is
+        read back from the saved run's history file, or from the sinks' own, if it still matches the state.
+        """
+        self.history = {
+            str(k): [(int(s), float(v) if v is not None else math.nan) for s, v in pts]
+            for k, pts in state.get("history", {}).items()
+        }
+        counts = {str(k): int(n) for k, n in state.get("history_counts", {}).items()}
+        counts = {k: max(counts.get(k, 0), len(pts)) for k, pts in self.history.items()}
+        self._dropped = {k: n - len(self.history[k]) for k, n in counts.items() if n > len(self.history[k])}
+        self._history_file = state.get("history_file")
         self._causes = {}
         for data in state.get("findings", []):
             f = Finding.from_dict(data)
             self._causes[f.key] = f
+        self._written = dict(self._causes)
         saved = state.get("detectors", {})
         for detector in self.detectors:
             if detector.name in saved:
                 detector.load_state_dict(saved[detector.name])
         self._broken = set(state.get("broken", []))
+        self._resume = {
+            "file": self._history_file,
+            "counts": counts,
+            "tails": {k: list(pts) for k, pts in self.history.items()},
+        }
+        if self._sinks.active:
+            self.sinks = self._sinks  # attached already: reload and restart them now
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _same_points(a: Sequence[tuple[int, float]], b: Sequence[tuple[int, float]]) -> bool:
+    """Equal steps and values, every non-finite value equal to every other (a file stores them as null)."""
+    return len(a) == len(b) and all(
+        sa == sb and (va == vb or not (math.isfinite(va) or math.isfinite(vb))) for (sa, va), (sb, vb) in zip(a, b)
+    )

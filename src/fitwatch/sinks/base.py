@@ -33,8 +33,24 @@ class Sink:
 
     name = "sink"
 
+    def start(
+        self, history: Mapping[str, Sequence[tuple[int, float]]], *, resumed_from: str | None = None
+    ) -> None:
+        """Attached to a Monitor that already holds ``history`` (empty for a fresh run).
+
+        ``resumed_from`` names the history file (:meth:`history_source`) that ``history`` was read back from
+        after a resume, so a sink that owns that file appends to it instead of starting it over.
+        """
+
+    def history_source(self) -> str | None:
+        """The absolute path of a file where this sink keeps the whole scalar history, if it keeps one."""
+        return None
+
     def scalars(self, values: Mapping[str, float], step: int) -> None:
-        """Write scalar ``values`` (tag -> number) at ``step``."""
+        """Write scalar ``values`` (tag -> number) at ``step`` to the dashboard."""
+
+    def record(self, values: Mapping[str, float], step: int) -> None:
+        """Scalars appended to the history at ``step`` (those on the dashboard and those kept off it)."""
 
     def finding(self, finding: Finding, *, new: bool) -> None:
         """Show a finding: ``new`` for a cause seen for the first time (or escalated), else an update."""
@@ -49,7 +65,11 @@ class Sink:
         """A histogram given as bin ``edges`` (``len(counts) + 1`` values) and ``counts``."""
 
     def flush(self, history: Mapping[str, Sequence[tuple[int, float]]]) -> None:
-        """Called after each evaluation and at the end, with the whole scalar history."""
+        """Called after each evaluation and at the end, with the whole scalar history (a sink must not write
+        all of it here: the cost of an evaluation may not grow with the run)."""
+
+    def finish(self, history: Mapping[str, Sequence[tuple[int, float]]]) -> None:
+        """Called once at the end of the run, with the whole scalar history."""
 
     def close(self) -> None:
         """Release files and writers."""
