@@ -109,7 +109,7 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._sinks_ready = False
         self._optimizers: list[torch.optim.Optimizer] = []
         self._training = False
-        self._staged: tuple[Tensor, Tensor, Tensor | None] | None = None
+        self._staged: tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None] | None = None
         self._train_dataset: Any = None
         self._data_checked = False
 
@@ -148,16 +148,13 @@ class FitWatchCallback(TrainerCallback, ExportableState):
     # ------------------------------------------------------------------ set-up
     def _observer(self, model: nn.Module | None) -> Observer:
         if self.observer is None:
-            config = self.config
-            if config.class_names is None and config.num_classes is None and model is not None:
-                id2label = getattr(getattr(model, "config", None), "id2label", None)
-                if isinstance(id2label, Mapping) and id2label and config.task != "binary":
-                    names = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(len(id2label))]
-                    config = config.replace(class_names=tuple(names))
-            self.observer = Observer(config, on_finding=self.on_finding)
+            self.observer = Observer(self.config, on_finding=self.on_finding)
             if self._pending_state:
                 self.observer.load_state_dict(self._pending_state)
                 self._pending_state = None
+        # The head's task and, for a classifier whose config names its labels, the class names (fitwatch's own
+        # inference: a mismatch with the logits turns into a warning, never an error in the training step).
+        self.observer.inspect_model(model)
         return self.observer
 
     def _ensure_hook(self, model: nn.Module | None) -> None:
@@ -202,24 +199,48 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         if observer is None:
             return
         logits = _field(output, "logits")
+        logits = logits if isinstance(logits, Tensor) else None
         labels = kwargs.get("labels")
-        if not isinstance(logits, Tensor):
-            return
-        if not isinstance(labels, Tensor):
-            if module.training:  # a forward without labels at evaluation time is plain inference
+        labels = labels if isinstance(labels, Tensor) else None
+        loss = _field(output, "loss")
+        loss = loss if isinstance(loss, Tensor) and loss.numel() == 1 else None
+        if labels is None and not module.training:
+            return  # a forward without labels at evaluation time is plain inference (or generation)
+        mean, weight = loss, None
+        num_items = kwargs.get("num_items_in_batch")
+        if loss is not None and labels is not None and num_items is not None:
+            # The model divided its summed loss by the token count of the whole accumulation window; this
+            # micro-batch's per-token mean is loss * num_items / its own count, and it weighs by that count.
+            weight = _counted(labels, observer, module)
+            mean = torch.where(weight > 0, loss.detach().float() * num_items / weight.clamp(min=1), torch.zeros((), device=loss.device))
+        if labels is None or logits is None:
+            if weight is None and labels is not None and loss is not None:
+                weight = _counted(labels, observer, module)  # a loss-only evaluation weighs batches by tokens
+            if labels is None:
                 observer.warn_once(
                     "hf-no-labels",
                     "fitwatch: the model's forward received no `labels` in training, so per-class and calibration "
-                    "metrics are off. The Trainer pops labels before the forward when label_smoothing_factor > 0 or "
-                    "a compute_loss_func is set; optimizer diagnostics keep working.",
+                    "metrics are off; the loss is followed. The Trainer pops labels before the forward when "
+                    "label_smoothing_factor > 0 or a compute_loss_func is set; optimizer diagnostics keep working.",
                 )
+            elif loss is not None:
+                observer.warn_once(
+                    "hf-no-logits",
+                    f"fitwatch: {type(module).__name__}'s forward returns no `logits` (TRL's SFTTrainer and fused-loss "
+                    "kernels drop them), so token accuracy and calibration are off; fitwatch follows the loss the "
+                    "model returns (overfitting, gap, plateau, LR and divergence checks keep working).",
+                )
+            if mean is None:
+                return
+            if module.training:
+                observer.train_batch(None, None, mean, loss_weight=weight)
+            else:
+                self._staged = (None, None, mean.detach(), weight)
             return
-        loss = _field(output, "loss")
-        loss = loss if isinstance(loss, Tensor) else None
         if module.training:
-            observer.train_batch(logits, labels, loss)
+            observer.train_batch(logits, labels, mean, loss_weight=weight)
         else:
-            self._staged = (logits.detach(), labels.detach(), None if loss is None else loss.detach())
+            self._staged = (logits.detach(), labels.detach(), None if mean is None else mean.detach(), weight)
 
     # ------------------------------------------------------------------ events
     def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> None:
@@ -300,10 +321,13 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         if not self._data_checked and self._training:
             self._check_data(args, state, eval_dataloader, processing_class)  # first evaluation set seen
         if self._staged is not None and self.observer is not None:
-            logits, labels, loss = self._staged
-            keep = _real_rows(logits.shape[0], args.process_index)
-            if keep > 0:
-                self.observer.eval_batch(logits[:keep], labels[:keep], loss)
+            logits, labels, loss, weight = self._staged
+            if logits is None or labels is None:
+                self.observer.eval_batch(None, None, loss, loss_weight=weight)
+            else:
+                keep = _real_rows(logits.shape[0], args.process_index)
+                if keep > 0:
+                    self.observer.eval_batch(logits[:keep], labels[:keep], loss, loss_weight=weight)
         self._staged = None
 
     def on_evaluate(
@@ -334,6 +358,15 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         state = self.__dict__.copy()
         state.update(_hook=None, _hooked=None, _sinks_ready=False, _optimizers=[], _staged=None, _train_dataset=None, _data_checked=False)
         return state
+
+
+def _counted(labels: Tensor, observer: Observer, module: nn.Module) -> Tensor:
+    """Tokens of ``labels`` the model's loss counts (after the causal shift for a causal LM), as the Trainer
+    counts them for ``num_items_in_batch``."""
+    ignore = observer.config.ignore_index if observer.config.ignore_index is not None else -100
+    causal = (observer.task or observer.model_task.task) == "causal_lm"
+    counted = labels[..., 1:] if causal and labels.ndim > 1 else labels
+    return (counted != ignore).sum().float()
 
 
 def _field(output: Any, name: str) -> Any:

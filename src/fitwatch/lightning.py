@@ -189,6 +189,10 @@ class FitWatch(Callback):
         return self._generate_state_key(class_names=self.config.class_names, tag_prefix=self.config.tag_prefix)
 
     # ------------------------------------------------------------------ set-up
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # What a Hugging Face model inside the module says about the task (a causal LM head, a regressor).
+        self.observer.inspect_model(pl_module)
+
     def _setup_sinks(self, trainer: pl.Trainer) -> None:
         if self._sinks_ready:
             return
@@ -251,6 +255,10 @@ class FitWatch(Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         pair = self._extract(batch, outputs, "training_step")
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs if isinstance(outputs, Tensor) else None
+        accumulate = trainer.accumulate_grad_batches
+        if isinstance(loss, Tensor) and accumulate > 1 and pl_module.automatic_optimization:
+            # Lightning hands the callback the loss it backpropagated, divided by the accumulation factor.
+            loss = loss.detach() * accumulate
         self.observer.train_batch(*(pair or (None, None)), loss, sample_ids=_sample_ids(batch) if self.config.data_checks.mislabels else None)
         if trainer.global_step != self._last_step:  # an optimizer step happened in this batch
             self._last_step = trainer.global_step

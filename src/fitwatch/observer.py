@@ -47,6 +47,8 @@ from fitwatch.metrics.optim import (
 from fitwatch.monitor import Monitor
 from fitwatch.sinks.base import EvaluationDetails, Sink
 from fitwatch.sinks.tags import tag
+from fitwatch.tasks import CLASSIFICATION_TASKS, LANGUAGE_MODEL_TASKS, ModelTask, build_state, task_from_model, task_from_shapes
+from fitwatch.tasks.language_model import TRAIN_TOKENS_PER_BATCH
 from fitwatch.warnings import FitWatchRuntimeWarning
 
 __all__ = ["PER_CLASS_AUTO_MAX", "Observer"]
@@ -54,7 +56,7 @@ __all__ = ["PER_CLASS_AUTO_MAX", "Observer"]
 #: With ``per_class="auto"``, every class gets per-class scalars up to this many classes; beyond, only the
 #: ``per_class_top_k`` worst by validation F1 (the history, images and JSON keep all of them).
 PER_CLASS_AUTO_MAX = 50
-_PERFORMANCE = ("loss", "accuracy", "macro_f1", "weighted_f1")
+_PERFORMANCE = ("loss", "accuracy", "macro_f1", "weighted_f1", "perplexity", "top5_accuracy", "mse", "rmse", "mae", "r2")
 _CALIBRATION = ("ece", "mce", "adaptive_ece", "classwise_ece", "ece_chance", "confidence", "brier", "nll")
 _HEALTH = ("samples", "nonfinite_logits", "invalid_targets", "nonfinite_loss")
 _PER_CLASS = ("precision", "recall", "f1", "support", "predicted")
@@ -77,23 +79,20 @@ class Observer:
             gap_window=config.gap_window,
             prefix=config.tag_prefix,
         )
-        num_classes = config.num_classes if config.num_classes is not None else (
-            len(config.class_names) if config.class_names is not None and config.task != "binary" else None
-        )
-        kwargs = dict(
-            task=config.task,
-            num_classes=num_classes,
-            ignore_index=config.ignore_index,
-            n_bins=config.n_bins,
-            classwise_ece=config.classwise_ece,
-            confusion_max_classes=config.confusion_matrix_max_classes,
-            classes_from="class_names" if config.class_names is not None and config.num_classes is None else "num_classes",
-            # Hold batches (copies) and fold them 32 at a time (at most 8 MiB of logits): a step then launches
-            # three copies, where folding each batch costs ~100 small kernels (0.5 ms on CPU).
-            buffer_batches=32,
-        )
-        self.train = PredictionAccumulator(**kwargs)
-        self.val = PredictionAccumulator(**kwargs)
+        #: The task of this run (:mod:`fitwatch.tasks`), decided at the first batch with predictions.
+        self.task: str | None = None
+        #: What the model's head says about the task (:meth:`inspect_model`).
+        self.model_task = ModelTask()
+        #: Class names fitwatch derived itself (the model's ``id2label``): a mismatch with the logits drops them
+        #: with a warning, where names the user passed are a set-up error.
+        self.derived_class_names: tuple[str, ...] | None = None
+        self.predictions_off = False
+        self._accumulator_kwargs: dict[str, Any] = {}
+        self.train = self._placeholder()
+        self.val = self._placeholder()
+        # Loss-only evaluation (a model that returns no logits): [sum of batch mean losses x weight, weight].
+        self._val_loss: Tensor | None = None
+        self._window_loss = [0.0, 0]  # training step losses read at logging steps since the last evaluation
         self.log_every_n_steps = config.log_every_n_steps or 50
         self.max_steps: int | None = None
         self.pretrained: bool | None = None
@@ -114,7 +113,6 @@ class Observer:
         self._optimizers: list[torch.optim.Optimizer] = []
         self._audit_due = False
         self._deferred: tuple[nn.Module, int, int | None] | None = None
-        self._accumulator_kwargs = kwargs
         # Data checks: validation positions of samples duplicated in training (a bool mask on the device),
         # the clean-subset accumulator, the confident-mistakes table, and the per-sample margin tracker.
         self._duplicate_mask: Tensor | None = None
@@ -127,6 +125,99 @@ class Observer:
         #: Compute the gradient norm in ``before_optimizer_step``. An adapter whose framework clips before that
         #: hook turns it off and hands the framework's own pre-clip norm to :meth:`flush_step` instead.
         self.measure_grad_norm = config.grad_norm
+
+    # ------------------------------------------------------------------ tasks
+    def _state_kwargs(self, task: str, class_names: Sequence[str] | None, names_from: str | None) -> dict[str, Any]:
+        config = self.config
+        num_classes = config.num_classes
+        if num_classes is None and class_names is not None and task != "binary":
+            num_classes = len(class_names)
+        return dict(
+            num_classes=num_classes,
+            ignore_index=config.ignore_index,
+            n_bins=config.n_bins,
+            classwise_ece=config.classwise_ece,
+            confusion_max_classes=config.confusion_matrix_max_classes,
+            classes_from=names_from if num_classes is not None and config.num_classes is None else "num_classes",
+            # Hold batches (copies) and fold them 32 at a time (at most 8 MiB of logits): a step then launches
+            # three copies, where folding each batch costs ~100 small kernels (0.5 ms on CPU).
+            buffer_batches=32,
+        )
+
+    def _placeholder(self) -> Any:
+        """The state before the task is known: a classification accumulator that infers from the first batch
+        (and learns the shapes from the other ranks in :meth:`sync` if this rank never sees one)."""
+        task = self.config.task if self.config.task in ("multiclass", "binary", "multilabel") else "auto"
+        kwargs = self._state_kwargs(task, self.config.class_names, "class_names")
+        return PredictionAccumulator(task=task, **kwargs)
+
+    def inspect_model(self, model: nn.Module | None) -> None:
+        """Read what the model's head says about the task (its Hugging Face config), once, before the first batch.
+
+        A classification head's ``id2label`` becomes the class names when the user passed none.
+        """
+        if model is None or self.task is not None or self.model_task.task is not None:
+            return
+        try:
+            self.model_task = task_from_model(model)
+        except Exception:  # noqa: BLE001  (an odd model is no reason to stop; shapes decide then)
+            self.model_task = ModelTask()
+        if self.config.class_names is None and self.model_task.class_names and self.config.task in ("auto", *CLASSIFICATION_TASKS):
+            self.derived_class_names = self.model_task.class_names
+
+    def _resolve(self, logits: Tensor, target: Tensor, loss: Tensor | float | None) -> bool:
+        """Decide the task at the first batch with predictions; ``False`` when prediction metrics are off.
+
+        Never raises for what fitwatch inferred itself; a task or class names the user gave that disagree with
+        the logits fail in the state's first update, with a message naming the argument.
+        """
+        if self.task is not None:
+            return True
+        if self.predictions_off:
+            return False
+        config, hint = self.config, self.model_task
+        names: Sequence[str] | None = config.class_names
+        names_from = "class_names"
+        if config.task != "auto":
+            task = config.task
+        else:
+            guess = task_from_shapes(logits, target, loss=loss, ignore_index=config.ignore_index)
+            task = guess.task
+            if hint.task is not None and _fits(hint.task, logits, target):
+                task = hint.task
+            elif hint.task is not None:
+                self.warn_once("task-mismatch", f"fitwatch: the model ({hint.source}) suggests task {hint.task!r}, but "
+                               f"the first batch does not fit it ({guess.reason}); using {task!r}. Pass `task=` to set it.")
+            if task is None:
+                self.predictions_off = True
+                self.warn_once("task-unknown", f"fitwatch: {guess.reason}, so per-class, calibration and task metrics "
+                               "are off (losses, optimizer and model diagnostics keep working). Pass `task=` or "
+                               "`extract=` to choose.")
+                return False
+            if task in LANGUAGE_MODEL_TASKS and hint.task is None and "assumed" in guess.reason:
+                self.warn_once("task-assumed", f"fitwatch: {guess.reason}; pass `task='seq2seq_lm'` if the logits at "
+                               "position t predict the label at t.")
+        if names is None and self.derived_class_names is not None and task in CLASSIFICATION_TASKS:
+            width = 2 if task == "binary" else int(logits.shape[-1])
+            if task == "binary" or len(self.derived_class_names) == width:
+                names, names_from = self.derived_class_names, "the model's config.id2label"
+            else:
+                self.warn_once("derived-names", f"fitwatch: the model's config.id2label names "
+                               f"{len(self.derived_class_names)} classes but the logits have {width}; the class names "
+                               "are not used (classes are numbered). Pass `class_names=` to name them.")
+        self.derived_class_names = tuple(names) if names is not None and names is not config.class_names else None
+        self.task = task
+        kwargs = self._state_kwargs(task, names if task in CLASSIFICATION_TASKS else None, names_from)
+        if task not in CLASSIFICATION_TASKS:
+            kwargs["num_classes"] = None
+        self._accumulator_kwargs = dict(kwargs, task=task)
+        if task in CLASSIFICATION_TASKS and isinstance(self.train, PredictionAccumulator) and not self.train.initialized:
+            self.train = build_state(task, **kwargs)
+            self.val = build_state(task, **kwargs) if not self.val.initialized else self.val
+        elif task not in CLASSIFICATION_TASKS:
+            self.train = build_state(task, **kwargs, lm_max_tokens=TRAIN_TOKENS_PER_BATCH)
+            self.val = build_state(task, **kwargs)
+        return True
 
     # ------------------------------------------------------------------ wiring
     def set_sinks(self, sinks: Sequence[Sink]) -> None:
@@ -183,19 +274,24 @@ class Observer:
         self._audit_due = True
 
     def train_batch(
-        self, logits: Tensor | None, target: Tensor | None, loss: Tensor | float | None, sample_ids: Tensor | None = None
+        self, logits: Tensor | None, target: Tensor | None, loss: Tensor | float | None, sample_ids: Tensor | None = None,
+        *, loss_weight: Tensor | None = None,
     ) -> None:
+        """One training (micro-)batch. ``loss`` is its mean loss; ``loss_weight``, when given, the number of
+        items it is the mean over (tokens), so that the step's loss is the per-item mean over the whole
+        accumulation window; without it each micro-batch weighs the same."""
         if loss is not None:
             loss_t = torch.as_tensor(loss).detach().float().reshape(-1)[0]
-            counted = torch.ones((), device=loss_t.device)
-            if target is not None and self.config.ignore_index is not None:
+            counted = torch.ones((), device=loss_t.device) if loss_weight is None else loss_weight.detach().float().to(loss_t.device)
+            if loss_weight is None and target is not None and self.config.ignore_index is not None:
                 # Every target ignored: the mean loss is 0/0 = NaN and the gradients are zero. Not divergence.
                 counted = (target != self.config.ignore_index).any().to(loss_t.device, torch.float32)
-                loss_t = torch.where(counted > 0, loss_t, torch.zeros_like(loss_t))
+            if target is not None or loss_weight is not None:
+                loss_t = torch.where(counted > 0, loss_t * counted, torch.zeros_like(loss_t))
             self._step_loss = loss_t if self._step_loss is None else self._step_loss + loss_t
             self._step_counted = counted if self._step_counted is None else self._step_counted + counted
             self._micro_batches += 1
-        if logits is not None and target is not None and self.config.train_metrics:
+        if logits is not None and target is not None and self.config.train_metrics and self._resolve(logits, target, loss):
             self.train.update(logits, target, loss)
             self._train_flushed = False
         if self._margins is not None and logits is not None and target is not None and sample_ids is not None:
@@ -278,6 +374,8 @@ class Observer:
         finite_losses = [v for v in losses if math.isfinite(v)]
         if finite_losses:
             scalars[tag("performance", "step_loss", split="train", prefix=prefix)] = sum(finite_losses) / len(finite_losses)
+            self._window_loss[0] += sum(finite_losses)
+            self._window_loss[1] += len(finite_losses)
         if grad_norm is not None:
             scalars[tag("optimizer", "grad_norm", prefix=prefix)] = grad_norm
         if weight_norm is not None:
@@ -317,7 +415,16 @@ class Observer:
         return min(step / self.max_steps, 1.0) if self.max_steps else None
 
     # ------------------------------------------------------------------ evaluation
-    def eval_batch(self, logits: Tensor, target: Tensor, loss: Tensor | float | None) -> None:
+    def eval_batch(self, logits: Tensor | None, target: Tensor | None, loss: Tensor | float | None,
+                   *, loss_weight: Tensor | None = None) -> None:
+        """One evaluation batch; without logits (a model that returns only its loss) only the loss counts."""
+        if logits is None or target is None or not self._resolve(logits, target, loss):
+            if loss is not None:
+                value = torch.as_tensor(loss).detach().double().reshape(-1)[0]
+                weight = torch.ones((), dtype=torch.float64, device=value.device) if loss_weight is None else loss_weight.detach().double().to(value.device)
+                pair = torch.stack([torch.where(weight > 0, value * weight, 0.0), weight])
+                self._val_loss = pair if self._val_loss is None or self._val_loss.device != pair.device else self._val_loss + pair
+            return
         self.val.update(logits, target, loss)
         if not (self._positions_known and (self._duplicate_mask is not None or self._mistakes is not None)):
             return
@@ -351,32 +458,61 @@ class Observer:
         """
         self.val.sync()
         self.train.sync()
-        if not self.val.initialized:  # no batch with logits (empty loader, or the adapter already warned why)
+        val_loss = self._reduced_val_loss()
+        window_sum, window_n = self._window_loss
+        self._window_loss = [0.0, 0]
+        if not self.val.initialized:  # no batch with logits (empty loader, a loss-only model, or a warned set-up)
+            train = None
             if self.train.initialized and not self._train_flushed:  # reduced above already: log, never sync twice
                 train = self.train.compute()
                 if train.summary.get("batches"):
                     self._log_split(train, "train", step, self.class_names(), rank_by=train)
+                else:
+                    train = None
                 self.train.reset()
                 self._train_flushed = True
-            return []
+            if val_loss is None:
+                return []
+            # Losses only: the loss-based detectors (overfitting, gap, plateau) still judge the run.
+            val_summary = self._loss_summary(val_loss)
+            train_summary = _with_loss(train.summary) if train is not None else (
+                self._loss_summary(window_sum / window_n) if window_n else {})
+            scalars = {tag("performance", k, split="val", prefix=self.config.tag_prefix): v for k, v in val_summary.items()}
+            if train is None and train_summary:
+                scalars.update({tag("performance", k, split="train", prefix=self.config.tag_prefix): v for k, v in train_summary.items()})
+            self.monitor.log(scalars, step)
+            findings = self.monitor.evaluation(EvalRecord(
+                step=step, epoch=epoch, val=val_summary, train=train_summary, val_per_class={}, class_names=[],
+                lr=list(hyperparameters(self._optimizers)["lr"].values()) if training and self._optimizers else [],
+                progress=self.progress(step)))
+            self._audit_due = training and bool(self._optimizers)
+            self._gather_findings()
+            return findings
         val = self.val.compute()
         train = self.train.compute() if self.train.initialized and self.config.train_metrics else None
         if train is not None and not train.summary.get("batches"):
             train = None
         names = self.class_names()
         self._log_split(val, "val", step, names, rank_by=val)
+        reliability = val.reliability if "residual_edges" not in val.reliability else {}
         self.monitor.details(
-            EvaluationDetails(split="val", class_names=names, confusion=val.confusion, reliability=val.reliability, per_class=val.per_class),
+            EvaluationDetails(split="val", class_names=names, confusion=val.confusion, reliability=reliability, per_class=val.per_class),
             step,
         )
+        if "residual_edges" in val.reliability:
+            self.monitor.histogram(tag("performance", "residuals", split="val", prefix=self.config.tag_prefix),
+                                   val.reliability["residual_edges"], val.reliability["residual_counts"], step)
         if train is not None:
             self._log_split(train, "train", step, names, rank_by=val)
+        train_summary = _with_loss(train.summary) if train is not None else {}
+        if "loss" not in train_summary and window_n:  # the model's own training losses, read at logging steps
+            train_summary["loss"] = window_sum / window_n
         findings = self.monitor.evaluation(
             EvalRecord(
                 step=step,
                 epoch=epoch,
                 val=_with_loss(val.summary),
-                train=_with_loss(train.summary) if train is not None else {},
+                train=train_summary,
                 val_per_class=val.per_class,
                 class_names=names,
                 lr=list(hyperparameters(self._optimizers)["lr"].values()) if training and self._optimizers else [],
@@ -390,6 +526,25 @@ class Observer:
         self.train.reset()
         self._train_flushed = True
         return findings
+
+    def _reduced_val_loss(self) -> float | None:
+        """The loss-only evaluation's mean loss, summed over ranks (a collective when distributed); resets it."""
+        pair, self._val_loss = self._val_loss, None
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            device = pair.device if pair is not None else _collective_device()
+            pair = (pair if pair is not None else torch.zeros(2, dtype=torch.float64, device=device)).clone()
+            dist.all_reduce(pair)
+        if pair is None:
+            return None
+        total, weight = pair.tolist()
+        return total / weight if weight > 0 else None
+
+    def _loss_summary(self, loss: float) -> dict[str, float]:
+        summary = {"loss": loss}
+        if self.task in LANGUAGE_MODEL_TASKS or (self.task is None and self.model_task.task in LANGUAGE_MODEL_TASKS):
+            summary["perplexity"] = math.exp(loss) if loss < 700 else math.inf
+        return summary
 
     def _gather_findings(self) -> None:
         """Show here the causes other ranks found alone (step records hold each rank's own losses), so that rank
@@ -484,7 +639,7 @@ class Observer:
             mask = torch.zeros(result.val_sampled.size, dtype=torch.bool)
             mask[sorted(result.duplicate_val_indices)] = True
             self._duplicate_mask = mask
-            self.val_clean = PredictionAccumulator(**self._accumulator_kwargs)
+            self.val_clean = self._clean_state()
 
     def fingerprint(self, directory: Any, *, model: nn.Module | None, tokenizer: Any, train_dataset: Any, val_dataset: Any, step: int) -> None:
         """Write ``fingerprint.json`` (versions, model/tokenizer/config hashes, data sample hashes, git commit)
@@ -540,9 +695,20 @@ class Observer:
                 self.warn_once("mistakes", f"fitwatch: the confident-mistakes table failed ({type(err).__name__}: {err}); skipped.")
             self._mistakes.reset()
 
+    def _clean_state(self) -> Any:
+        """A state like the validation one, for the clean subset (the task may still be undecided)."""
+        if self.task is None or not self._accumulator_kwargs:
+            return self._placeholder()
+        kwargs = dict(self._accumulator_kwargs)
+        return build_state(kwargs.pop("task"), **kwargs)
+
     def class_names(self) -> list[str]:
+        if self.task is not None and self.task not in CLASSIFICATION_TASKS:
+            return []
         if self.config.class_names is not None:
             return list(self.config.class_names)
+        if self.derived_class_names is not None:
+            return list(self.derived_class_names)
         k = self.val.num_classes or self.train.num_classes or 0
         return [str(i) for i in range(k)]
 
@@ -587,11 +753,24 @@ class Observer:
             "monitor": self.monitor.state_dict(),
             "train": self.train.state_dict(),
             "log_every_n_steps": self.log_every_n_steps,
+            "task": self.task,
+            "class_names": None if self.derived_class_names is None else list(self.derived_class_names),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if "monitor" in state:
             self.monitor.load_state_dict(state["monitor"])
+        task = state.get("task")
+        if isinstance(task, str) and self.task is None:
+            names = state.get("class_names")
+            self.derived_class_names = tuple(names) if isinstance(names, list) and self.config.class_names is None else None
+            self.task = task
+            kwargs = self._state_kwargs(task, self.config.class_names or self.derived_class_names, "class_names")
+            if task not in CLASSIFICATION_TASKS:
+                kwargs["num_classes"] = None
+            self._accumulator_kwargs = dict(kwargs, task=task)
+            self.train = build_state(task, **kwargs, lm_max_tokens=TRAIN_TOKENS_PER_BATCH if task in LANGUAGE_MODEL_TASKS else None)
+            self.val = build_state(task, **kwargs)
         if state.get("train"):
             self.train.load_state_dict(state["train"])
             self._train_flushed = not self.train.initialized
@@ -601,6 +780,26 @@ def _rank() -> int:
     """This process's rank (0 without torch.distributed)."""
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _collective_device() -> torch.device:
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _fits(task: str, logits: Tensor, target: Tensor) -> bool:
+    """Whether a batch's shapes fit ``task`` (what a model's head said), before trusting the model."""
+    if task in LANGUAGE_MODEL_TASKS:
+        return logits.ndim == 3 and target.shape == logits.shape[:2]
+    if task == "regression":
+        return logits.numel() == target.numel()
+    if task == "multilabel":
+        return logits.shape == target.shape
+    if task == "token_classification":
+        return logits.ndim == 3 and target.shape == logits.shape[:2]
+    return logits.ndim == target.ndim + 1 and logits.shape[:-1] == target.shape or (
+        task == "binary" and logits.numel() == target.numel())
 
 
 def _with_loss(summary: Mapping[str, float]) -> dict[str, float]:
