@@ -162,7 +162,8 @@ class Observer:
             self.model_task = task_from_model(model)
         except Exception:  # noqa: BLE001  (an odd model is no reason to stop; shapes decide then)
             self.model_task = ModelTask()
-        if self.config.class_names is None and self.model_task.class_names and self.config.task in ("auto", *CLASSIFICATION_TASKS):
+        if (self.config.class_names is None and self.config.num_classes is None and self.model_task.class_names
+                and self.config.task in ("auto", *CLASSIFICATION_TASKS)):
             self.derived_class_names = self.model_task.class_names
 
     def _resolve(self, logits: Tensor, target: Tensor, loss: Tensor | float | None) -> bool:
@@ -500,8 +501,11 @@ class Observer:
             step,
         )
         if "residual_edges" in val.reliability:
+            edges = val.reliability["residual_edges"]
+            width = edges[1] - edges[0] if len(edges) > 1 else 1.0
+            # The two overflow bins drawn one bin wide beyond the outer edges.
             self.monitor.histogram(tag("performance", "residuals", split="val", prefix=self.config.tag_prefix),
-                                   val.reliability["residual_edges"], val.reliability["residual_counts"], step)
+                                   [edges[0] - width, *edges, edges[-1] + width], val.reliability["residual_counts"], step)
         if train is not None:
             self._log_split(train, "train", step, names, rank_by=val)
         train_summary = _with_loss(train.summary) if train is not None else {}
@@ -621,6 +625,10 @@ class Observer:
                                                ignore_index=self.config.ignore_index if self.config.ignore_index is not None else -100)
         if not checks.enabled or train_dataset is None or val_dataset is None:
             return
+        hinted = self.task or (self.config.task if self.config.task != "auto" else None) or self.model_task.task
+        if hinted in ("regression", *LANGUAGE_MODEL_TASKS) and checks.label_shift:
+            # Class proportions mean nothing for real-valued targets or next-token labels.
+            checks = dataclasses.replace(checks, label_shift=False)
         try:
             result = check_splits(
                 train_dataset, val_dataset, checks, class_names=self.config.class_names,

@@ -30,12 +30,35 @@ __all__ = [
 ]
 
 
+#: Path components that wrappers insert and that say nothing about where a parameter sits: PEFT's
+#: ``base_model.model`` and ``modules_to_save.<adapter>``, ``torch.compile``'s ``_orig_mod``, DDP's ``module``,
+#: Fabric's ``_forward_module``.
+_WRAPPER_PREFIXES = ("base_model.model.", "_orig_mod.", "module.", "_forward_module.")
+
+
 def parameter_block(name: str, max_depth: int = 2) -> str:
     """The block a parameter belongs to, for per-layer statistics.
 
     Up to and including the first numeric path component (a layer of a stack, ``encoder.layer.3``);
-    without one, the first ``max_depth`` components of the owning module's path.
+    without one, the first ``max_depth`` components of the owning module's path. Wrapper components are
+    dropped first, so a LoRA adapter is named by the module it adapts.
+
+    >>> parameter_block("base_model.model.transformer.h.1.attn.c_attn.lora_A.default.weight")
+    'transformer.h.1'
+    >>> parameter_block("base_model.model.classifier.modules_to_save.default.weight")
+    'classifier'
     """
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name, stripped = name[len(prefix) :], True
+    segments = name.split(".")
+    if "modules_to_save" in segments:  # <module>.modules_to_save.<adapter>.<param>: the module's trainable copy
+        i = segments.index("modules_to_save")
+        segments = segments[:i] + segments[i + 2 :]
+    name = ".".join(segments)
     parts = name.split(".")[:-1] or name.split(".")
     for i, part in enumerate(parts):
         if part.isdigit():

@@ -82,14 +82,10 @@ class TaskGuess:
     reason: str
 
 
-def _hf_model(model: nn.Module) -> nn.Module | None:
-    """The first module (``model`` itself, a PEFT/compile/DDP wrapper's inner model, or a submodule of a
-    LightningModule) that carries a Hugging Face config."""
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is not None and hasattr(config, "model_type") and not _is_wrapper(module):
-            return module
-    return None
+def _hf_models(model: nn.Module) -> list[nn.Module]:
+    """The modules that carry a Hugging Face config, outermost first (``model`` itself, a PEFT/compile/DDP
+    wrapper's inner model, the models inside a LightningModule)."""
+    return [m for m in model.modules() if hasattr(getattr(m, "config", None), "model_type") and not _is_wrapper(m)]
 
 
 def _is_wrapper(module: nn.Module) -> bool:
@@ -105,9 +101,14 @@ def task_from_model(model: nn.Module | None) -> ModelTask:
     """
     if model is None:
         return ModelTask()
-    hf = _hf_model(model)
-    if hf is None:
-        return ModelTask()
+    for hf in _hf_models(model):
+        found = _task_of(hf)
+        if found.task is not None:
+            return found
+    return ModelTask()
+
+
+def _task_of(hf: nn.Module) -> ModelTask:
     config = hf.config
     names = [type(hf).__name__, *(getattr(config, "architectures", None) or [])]
     problem = getattr(config, "problem_type", None)
