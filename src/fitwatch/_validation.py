@@ -18,6 +18,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_fraction",
+    "check_int_in_range",
     "check_non_negative_int",
     "check_positive_float",
     "check_positive_int",
@@ -33,6 +34,21 @@ def check_positive_int(name: str, value: Any) -> int:
         raise TypeError(f"Expected `{name}` to be a positive int, but got {type(value).__name__} {value!r}.")
     if value <= 0:
         raise ValueError(f"Expected `{name}` to be a positive int, but got {value!r}.")
+    return value
+
+
+def check_int_in_range(name: str, value: Any, low: int, high: int) -> int:
+    """An int in ``[low, high]``.
+
+    >>> check_int_in_range("n_bins", 1, 2, 1000)
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected `n_bins` to be an int in [2, 1000], but got 1.
+    """
+    if not _is_int(value):
+        raise TypeError(f"Expected `{name}` to be an int in [{low}, {high}], but got {type(value).__name__} {value!r}.")
+    if not low <= value <= high:
+        raise ValueError(f"Expected `{name}` to be an int in [{low}, {high}], but got {value!r}.")
     return value
 
 

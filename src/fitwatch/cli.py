@@ -6,11 +6,18 @@
     fitwatch diff RUN_A RUN_B [--json]
     fitwatch demo ...                   (in fitwatch.demo; its own options)
 
-Exit status (:data:`EXIT_OK` ... :data:`EXIT_UNREADABLE`): 0 when the report was made and nothing reached
-``--fail-on``; 1 when a finding did; 2 on a usage error (bad arguments, a path that does not exist or holds no
-event file, a run without ``fingerprint.json`` for ``diff``); 3 when some event file could not be read to
-the end (the report still shows what was read; 1 wins over 3). Output cut short by a closed pipe
-(``fitwatch report runs | head``) ends quietly with 141, as a process ended by SIGPIPE.
+Exit status, one meaning each (:data:`EXIT_OK` ... :data:`EXIT_INTERNAL`):
+
+- 0: the report was made and nothing reached ``--fail-on``;
+- 1: a finding at or above ``--fail-on`` (wins over 3);
+- 2: usage error: bad arguments, a path that does not exist or holds no event file, a ``--config`` that is not a
+  valid fitwatch config (invalid YAML included), a run without ``fingerprint.json`` for ``diff``;
+- 3: unreadable input: an event file that could not be read to the end, malformed ``findings.jsonl`` lines
+  (skipped and counted), a ``fingerprint.json`` that is not a JSON mapping; the report shows what was read;
+- 4: internal error (a bug in fitwatch): one line on stderr, the traceback with ``-v``.
+
+Output cut short by a closed pipe (``fitwatch report runs | head``) ends quietly with 141, as a process ended
+by SIGPIPE. Paths that are not valid UTF-8 are read, and shown with ``\\xff`` escapes.
 
 Heavy modules (TensorBoard's reader, matplotlib, rich) are imported by the subcommand that needs them, so
 ``fitwatch --help`` is instant.
@@ -24,10 +31,19 @@ import importlib.util
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_UNREADABLE", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_FINDINGS",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_UNREADABLE",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
 
 #: The report was made; no finding at or above ``--fail-on``.
 EXIT_OK = 0
@@ -35,8 +51,11 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 #: Bad arguments or inputs (argparse's own status for usage errors).
 EXIT_USAGE = 2
-#: Some event file could not be read to the end (corrupt or truncated); the report covers what was read.
+#: Some input could not be read (a truncated event file, malformed findings lines, a fingerprint that is not a
+#: mapping); the report covers what was read.
 EXIT_UNREADABLE = 3
+#: A bug in fitwatch: a one-line message (the traceback with ``-v``).
+EXIT_INTERNAL = 4
 #: The output pipe was closed by its reader (``| head``): the shell's status for a process ended by SIGPIPE.
 EXIT_BROKEN_PIPE = 141
 
@@ -60,8 +79,8 @@ def _roles_epilog() -> str:
         lines.append(f"  {spec.name + (':SUBJECT' if spec.multi else ''):<26} {spec.description}")
     lines.append("")
     lines.append(
-        "exit status: 0 ok; 1 a finding at or above --fail-on; 2 usage error; 3 an event file could not be "
-        "read to the end"
+        "exit status: 0 ok; 1 a finding at or above --fail-on; 2 usage error; 3 unreadable input (a "
+        "truncated event file, malformed findings.jsonl lines: skipped and counted); 4 internal error"
     )
     return "\n".join(lines)
 
@@ -120,7 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with status 1 when a finding of this severity or worse exists",
     )
     report.add_argument(
-        "-v", "--verbose", action="store_true", help="also list which tag plays which role in each run"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also list which tag plays which role in each run (and print the traceback of an internal error)",
     )
     report.add_argument(
         "--config",
@@ -147,17 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="give a scalar tag a role when reading the final metrics",
     )
     diff.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
+    diff.add_argument(
+        "-v", "--verbose", action="store_true", help="print the traceback of an internal error"
+    )
     return parser
 
 
-def _error(command: str, message: str) -> int:
+def _error(command: str, message: str, status: int = EXIT_USAGE) -> int:
     print(f"fitwatch {command}: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    return status
 
 
 def _report(args: argparse.Namespace) -> int:
     from fitwatch.report.build import build_report
-    from fitwatch.report.events import ReportInputError
+    from fitwatch.report.events import ReportInputError, UnreadableInputError
     from fitwatch.report.render import print_report, report_document
 
     settings, gap_window = None, 5
@@ -167,16 +192,23 @@ def _report(args: argparse.Namespace) -> int:
         try:
             config = FitWatchConfig.from_yaml(args.config)
         except (OSError, ValueError, TypeError) as err:
-            return _error("report", f"--config {args.config}: {err}")
+            message = err.strerror if isinstance(err, OSError) and err.strerror else err
+            return _error("report", f"--config {_shown(args.config)}: {message}")
         settings, gap_window = config.detectors, config.gap_window
+        from fitwatch.detect.base import build_detectors
+
+        try:  # detector settings from --config that no detector takes: a usage error, said before reading
+            build_detectors(settings)
+        except (TypeError, ValueError) as err:
+            return _error("report", f"--config {_shown(args.config)}: {err}")
     try:
         report = build_report(
             args.logdirs, mappings=args.mappings, detector_settings=settings, gap_window=gap_window
         )
+    except UnreadableInputError as err:
+        return _error("report", str(err), EXIT_UNREADABLE)
     except ReportInputError as err:
         return _error("report", str(err))
-    except ValueError as err:  # detector settings from --config that no detector takes
-        return _error("report", f"--config {args.config}: {err}")
     if args.json:
         print(json.dumps(report_document(report, fail_on=args.fail_on), indent=2))
     else:
@@ -185,10 +217,10 @@ def _report(args: argparse.Namespace) -> int:
         from fitwatch.report.page import render_html
 
         try:
-            args.html.write_text(render_html(report), encoding="utf-8")
+            args.html.write_text(render_html(report), encoding="utf-8", errors="backslashreplace")
         except OSError as err:
-            return _error("report", f"--html {args.html}: {err.strerror or err}")
-        print(f"wrote {args.html}", file=sys.stderr)
+            return _error("report", f"--html {_shown(args.html)}: {err.strerror or err}")
+        print(f"wrote {_shown(args.html)}", file=sys.stderr)
     for run in report.runs:
         for error in run.errors:
             print(f"fitwatch report: could not read {error.path}: {error.reason}", file=sys.stderr)
@@ -203,10 +235,12 @@ def _report(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     from fitwatch.report.compare import diff_document, diff_runs, print_diff
-    from fitwatch.report.events import ReportInputError
+    from fitwatch.report.events import ReportInputError, UnreadableInputError
 
     try:
         result = diff_runs(args.run_a, args.run_b, mappings=args.mappings)
+    except UnreadableInputError as err:
+        return _error("diff", str(err), EXIT_UNREADABLE)
     except ReportInputError as err:
         return _error("diff", str(err))
     if args.json:
@@ -243,12 +277,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
     except SystemExit as exit_:  # argparse exits 2 on usage errors and 0 after --help
         return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
+    for stream in (sys.stdout, sys.stderr):  # a path that is not UTF-8 is shown escaped, never a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return _report(args) if args.command == "report" else _diff(args)
     except BrokenPipeError:  # `fitwatch report ... | head`: the reader has gone, which is no error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
         return EXIT_BROKEN_PIPE
+    except Exception as err:  # noqa: BLE001  (a bug of ours: one line, the traceback on request)
+        if args.verbose:
+            traceback.print_exc()
+        first_line = (str(err).splitlines() or [""])[0]
+        print(
+            f"fitwatch {args.command}: internal error: {type(err).__name__}: {first_line}"
+            + ("" if args.verbose else " (run again with -v for the traceback)"),
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _shown(path: Path) -> str:
+    from fitwatch.report.events import printable
+
+    return printable(path)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ class FitWatchConfig:
     """Every setting of the fitwatch callbacks.
 
     Args:
-        class_names: Names of the classes in index order; defaults to ``"0", "1", ...``.
+        class_names: Names of the classes in index order (a sequence, not one str); defaults to ``"0", "1", ...``.
+            Names must be distinct and stay distinct as TensorBoard tags (``"a/b"`` and ``"a_b"`` would share one).
         num_classes: Number of classes; inferred from the logits when omitted. Must match
             ``class_names`` when both are given.
         task: ``"multiclass"`` (logits ``[..., C]``, integer targets), ``"binary"`` (one logit per sample,
@@ -117,7 +118,8 @@ class FitWatchConfig:
             ``"seq2seq_lm"`` (decoder logits aligned with labels), or ``"auto"`` to infer it from the model
             and the first batch (see :mod:`fitwatch.tasks`).
         ignore_index: Target value to skip (``-100`` as in PyTorch and Hugging Face); ``None`` skips nothing.
-        n_bins: Equal-width bins for ECE, MCE, classwise ECE and the reliability diagram (Guo et al. 2017: 15).
+        n_bins: Equal-width bins for ECE, MCE, classwise ECE and the reliability diagram (Guo et al. 2017: 15);
+            2 to 1000.
         log_every_n_steps: How often step diagnostics (loss, learning rates, norms) are read and written.
             ``None`` follows the trainer (Lightning ``log_every_n_steps``, HF ``logging_steps``).
         diag_every_n_steps: How often per-block update-to-weight ratios are measured; ``0`` turns them off.
@@ -138,8 +140,10 @@ class FitWatchConfig:
         detectors: Per-detector settings by detector name, e.g. ``{"plateau": {"patience": 8}}``;
             ``{"plateau": {"enabled": False}}`` turns one off.
         warn: Emit findings as Python warnings (a ``FitWatchWarning`` subclass each).
-        findings_file: File name of the JSON-lines findings log in the log directory; ``None`` disables it.
-        stop_on: Finding codes (``"FW-DIVERGENCE"``) or severities (``"critical"``) that stop training.
+        findings_file: File name of the JSON-lines findings log in the log directory (a plain name: no ``/``,
+            ``\\`` or ``..``); ``None`` disables it.
+        stop_on: Finding codes (``"FW-DIVERGENCE"``) or severities (``"critical"``) that stop training; one str
+            is one code or severity.
             Empty by default: fitwatch never stops a run unless asked to.
         tag_prefix: Prefix for every TensorBoard tag (``"fitwatch/"`` groups them all under one section).
         data_checks: The data checks (:class:`DataChecksConfig`; ``False`` turns them off).
@@ -170,16 +174,7 @@ class FitWatchConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_checks", DataChecksConfig.parse(self.data_checks))
         if self.class_names is not None:
-            if isinstance(self.class_names, str) or not isinstance(self.class_names, Sequence):
-                raise TypeError(
-                    f"Expected `class_names` to be a sequence of str, but got {type(self.class_names).__name__}."
-                )
-            names = tuple(str(n) for n in self.class_names)
-            if len(names) == 0:
-                raise ValueError("Expected `class_names` to name at least one class, but got an empty sequence.")
-            if len(set(names)) != len(names):
-                raise ValueError(f"Expected `class_names` to be unique, but got {list(names)}.")
-            object.__setattr__(self, "class_names", names)
+            object.__setattr__(self, "class_names", _validated_class_names(self.class_names))
         if self.num_classes is not None:
             v.check_positive_int("num_classes", self.num_classes)
             if self.class_names is not None and len(self.class_names) != self.num_classes:
@@ -191,6 +186,7 @@ class FitWatchConfig:
         if self.ignore_index is not None and (isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, int)):
             raise TypeError(f"Expected `ignore_index` to be an int or None, but got {self.ignore_index!r}.")
         v.check_positive_int("n_bins", self.n_bins)
+        v.check_int_in_range("n_bins", self.n_bins, 2, 1000)  # one bin has no calibration; 1000 is past any sample
         if self.log_every_n_steps is not None:
             v.check_positive_int("log_every_n_steps", self.log_every_n_steps)
         v.check_non_negative_int("diag_every_n_steps", self.diag_every_n_steps)
@@ -205,9 +201,13 @@ class FitWatchConfig:
         if not isinstance(self.detectors, Mapping):
             raise TypeError(f"Expected `detectors` to be a mapping of detector name to settings, but got {self.detectors!r}.")
         object.__setattr__(self, "detectors", {str(k): dict(val or {}) for k, val in self.detectors.items()})
-        if self.findings_file is not None and (not isinstance(self.findings_file, str) or not self.findings_file):
-            raise ValueError(f"Expected `findings_file` to be a file name or None, but got {self.findings_file!r}.")
+        if self.findings_file is not None:
+            _check_file_name("findings_file", self.findings_file)
         stop_on = (self.stop_on,) if isinstance(self.stop_on, str) else tuple(self.stop_on)
+        if len(stop_on) > 1 and all(isinstance(c, str) and len(c) == 1 for c in stop_on):
+            # One code passed as a plain str that a caller split into characters with tuple(): no code or
+            # severity is one character long, so the string it came from is what was meant.
+            stop_on = ("".join(stop_on),)
         object.__setattr__(self, "stop_on", _validated_stop_on(stop_on))
         if not isinstance(self.tag_prefix, str):
             raise TypeError(f"Expected `tag_prefix` to be a str, but got {self.tag_prefix!r}.")
@@ -241,9 +241,21 @@ class FitWatchConfig:
 
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            with open(path, encoding="utf-8") as fh:  # a stream: YAML errors then name the file, not "<unicode string>"
+                data = yaml.safe_load(fh) or {}
         except FileNotFoundError:
-            raise FileNotFoundError(f"Expected `config` to be an existing YAML file, but {str(path)!r} does not exist.") from None
+            raise FileNotFoundError(
+                f"Expected `config` to be an existing YAML file, but {str(path)!r} does not exist."
+            ) from None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"Expected `config` {str(path)!r} to be a UTF-8 YAML file, but it is not ({err}).") from None
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(err, "problem", None) or str(err)
+            raise ValueError(
+                f"Expected `config` {str(path)!r} to be valid YAML, but it is not{line}: {problem}."
+            ) from None
         if section is not None:
             if not isinstance(data, Mapping) or section not in data:
                 raise ValueError(f"Expected a top-level {section!r} section in {path}, but found none.")
@@ -295,6 +307,45 @@ def _from_mapping(cls: Any, data: Mapping[str, Any], *, source: str) -> Any:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{err} (in {source})") from None
+
+
+def _validated_class_names(class_names: Any) -> tuple[str, ...]:
+    """Names as a tuple of str: a sequence (not a str), not empty, whose names and TensorBoard tags are distinct."""
+    from fitwatch.sinks.tags import sanitize
+
+    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
+        raise TypeError(
+            f"Expected `class_names` to be a sequence of str (such as ['neg', 'pos']), but got "
+            f"{type(class_names).__name__} {class_names!r}."
+        )
+    names = tuple(str(n) for n in class_names)
+    if len(names) == 0:
+        raise ValueError("Expected `class_names` to name at least one class, but got an empty sequence.")
+    seen: dict[str, str] = {}
+    for name in names:
+        if name in seen.values():
+            raise ValueError(f"Expected `class_names` to be unique, but got {name!r} twice in {list(names)}.")
+        key = sanitize(name)
+        if key in seen:
+            raise ValueError(
+                f"Expected `class_names` to give distinct TensorBoard tags, but {seen[key]!r} and {name!r} both "
+                f"become {key!r}; rename one of them."
+            )
+        seen[key] = name
+    return names
+
+
+def _check_file_name(name: str, value: Any) -> str:
+    """A plain file name in the log directory: no directory part, no ``..``, nothing that leads outside."""
+    if not isinstance(value, str):
+        raise TypeError(f"Expected `{name}` to be a file name (str) or None, but got {type(value).__name__} {value!r}.")
+    separators = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    if not value.strip() or value in (".", "..") or any(sep in value for sep in separators) or "\0" in value:
+        raise ValueError(
+            f"Expected `{name}` to be a plain file name in the log directory (no '/', '\\' or '..'), "
+            f"but got {value!r}."
+        )
+    return value
 
 
 def _validated_stop_on(stop_on: tuple[Any, ...]) -> tuple[str, ...]:

@@ -96,16 +96,19 @@ class Monitor:
             resumed_from = next((src for src in sources if src and self._reload_history(src, resume)), None)
         self._sinks.call("start", self.history, resumed_from=resumed_from)
 
-    def _reload_history(self, source: str, resume: Mapping[str, Any]) -> bool:
+    def _reload_history(self, source: str, resume: dict[str, Any], *, exact: bool = False) -> bool:
         """Replace the saved tails by the whole series read from ``source``, when the file holds at least the
-        counted points of every series and ends them with the saved tails. Returns whether it did."""
+        counted points of every series and they end with the saved tails (``exact``: exactly those points, no
+        more). Points logged since the state was loaded are kept after them. Returns whether it did."""
         from fitwatch.sinks.jsonl import read_history
 
         try:
             stored = read_history(source)
         except (OSError, ValueError, TypeError):
             return False
-        counts, tails = resume["counts"], resume["tails"]
+        counts, tails, held = resume["counts"], resume["tails"], resume["held"]
+        if exact and (set(stored) != set(counts) or any(len(stored[t]) != n for t, n in counts.items())):
+            return False
         full = {}
         for tag, count in counts.items():
             points = stored.get(tag, [])[:count]
@@ -114,9 +117,10 @@ class Monitor:
                 return False
             full[tag] = points
         for tag, points in self.history.items():
-            full[tag] = full.get(tag, []) + points[len(tails.get(tag, [])) :]
+            full[tag] = full.get(tag, []) + points[held.get(tag, 0) :]
         self.history = full
         self._dropped = {}
+        resume["held"] = dict(counts)
         return True
 
     # ------------------------------------------------------------------ reading
@@ -279,8 +283,9 @@ class Monitor:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; keys added in later versions may be missing.
 
-        The history comes back as the saved tails; when sinks are attached (now or later), the whole history is
-        read back from the saved run's history file, or from the sinks' own, if it still matches the state.
+        The history comes back whole when the saved run's history file holds exactly what the state counts;
+        otherwise as the saved tails until sinks are attached (now or later), when the whole history is read
+        back from that file, or from the sinks' own, cut to what the state counts, if it still matches.
         """
         self.history = {
             str(k): [(int(s), float(v) if v is not None else math.nan) for s, v in pts]
@@ -304,7 +309,12 @@ class Monitor:
             "file": self._history_file,
             "counts": counts,
             "tails": {k: list(pts) for k, pts in self.history.items()},
+            "held": {k: len(pts) for k, pts in self.history.items()},
         }
+        if self._history_file:
+            # A file that holds exactly what the state counts is this state's history: read it back now. One
+            # that goes on past it (a process killed after the checkpoint) is cut back when the run resumes.
+            self._reload_history(self._history_file, self._resume, exact=True)
         if self._sinks.active:
             self.sinks = self._sinks  # attached already: reload and restart them now
 

@@ -26,6 +26,13 @@ def test_every_role_is_documented():
 
 def test_exit_statuses_are_documented():
     table = dict(re.findall(r"^\| (\d+) \| (.*) \|$", DOC.read_text(), flags=re.MULTILINE))
-    constants = {cli.EXIT_OK, cli.EXIT_FINDINGS, cli.EXIT_USAGE, cli.EXIT_UNREADABLE, cli.EXIT_BROKEN_PIPE}
+    constants = {
+        cli.EXIT_OK,
+        cli.EXIT_FINDINGS,
+        cli.EXIT_USAGE,
+        cli.EXIT_UNREADABLE,
+        cli.EXIT_INTERNAL,
+        cli.EXIT_BROKEN_PIPE,
+    }
     assert {int(k) for k in table} == constants
     assert "--fail-on" in table[str(cli.EXIT_FINDINGS)] and "truncated" in table[str(cli.EXIT_UNREADABLE)]

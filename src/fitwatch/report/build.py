@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fitwatch.findings import CATALOGUE, Finding, Severity
-from fitwatch.report.events import ReportInputError, UnreadableFile, discover_runs, read_run
+from fitwatch.report.events import ReportInputError, UnreadableFile, discover_runs, printable, read_run
 from fitwatch.report.replay import Replay, replay, role_series
 from fitwatch.report.roles import RoleAssignment, RoleMapping, assign_roles
 from fitwatch.sinks.tags import parse_tag
@@ -122,13 +122,13 @@ def read_live_findings(path: str | os.PathLike[str]) -> tuple[list[Finding], Fir
     try:
         lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as err:
-        return [], {}, [UnreadableFile(str(path), f"{type(err).__name__}: {err}")]
+        return [], {}, [UnreadableFile(printable(path), f"{type(err).__name__}: {err.strerror or err}")]
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             finding = Finding.from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):  # not JSON, or a field of the wrong kind
             bad.append(number)
             continue
         latest[finding.key] = finding
@@ -136,7 +136,10 @@ def read_live_findings(path: str | os.PathLike[str]) -> tuple[list[Finding], Fir
     if bad:
         shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
         errors.append(
-            UnreadableFile(str(path), f"{len(bad)} line(s) are not findings ({shown}); the rest was read")
+            UnreadableFile(
+                printable(path),
+                f"skipped {len(bad)} malformed line(s) of {len(lines)} (line {shown}); the rest was read",
+            )
         )
     return list(latest.values()), first, errors
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fitwatch.data.fingerprint import FINGERPRINT_FILE, FingerprintChange, diff_fingerprints, read_fingerprint
-from fitwatch.report.events import ReportInputError, discover_runs, read_run
+from fitwatch.report.events import ReportInputError, UnreadableInputError, discover_runs, printable, read_run
 from fitwatch.report.replay import role_series
 from fitwatch.report.roles import RoleMapping, assign_roles
 
@@ -94,12 +94,19 @@ class RunDiff:
 def _fingerprint(run: Path, name: str) -> dict[str, Any]:
     if not run.exists():
         raise ReportInputError(f"{name} {run}: no such directory.")
+    shown = printable(run)
     try:
-        return read_fingerprint(run)
+        fingerprint = read_fingerprint(run)
     except FileNotFoundError:
-        raise ReportInputError(f"{name} {run} has no {FINGERPRINT_FILE}; {_HOW_TO_FINGERPRINT}.") from None
+        raise ReportInputError(f"{name} {shown} has no {FINGERPRINT_FILE}; {_HOW_TO_FINGERPRINT}.") from None
     except (OSError, ValueError) as err:
-        raise ReportInputError(f"{name} {run}: {FINGERPRINT_FILE} could not be read ({err}).") from None
+        raise UnreadableInputError(f"{name} {shown}: {FINGERPRINT_FILE} could not be read ({err}).") from None
+    if not isinstance(fingerprint, dict):
+        raise UnreadableInputError(
+            f"{name} {shown}: {FINGERPRINT_FILE} holds a JSON {type(fingerprint).__name__}, not the mapping "
+            f"fitwatch writes; {_HOW_TO_FINGERPRINT}."
+        )
+    return fingerprint
 
 
 def final_metrics(
@@ -133,8 +140,9 @@ def diff_runs(
     """Compare two runs' fingerprints and final metrics.
 
     Raises:
-        ReportInputError: If a run directory does not exist or has no readable ``fingerprint.json`` (the
-            message says how to write one).
+        ReportInputError: If a run directory does not exist or has no ``fingerprint.json`` (the message says
+            how to write one).
+        UnreadableInputError: If a ``fingerprint.json`` is not JSON or not a mapping.
     """
     run_a, run_b = Path(a), Path(b)
     fingerprint_a, fingerprint_b = _fingerprint(run_a, "RUN_A"), _fingerprint(run_b, "RUN_B")

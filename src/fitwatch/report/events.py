@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ReportInputError", "RunEvents", "UnreadableFile", "discover_runs", "read_run"]
+__all__ = [
+    "ReportInputError",
+    "RunEvents",
+    "UnreadableFile",
+    "UnreadableInputError",
+    "discover_runs",
+    "printable",
+    "read_run",
+]
 
 #: Keep every scalar and tensor event: TensorBoard's default reservoirs sample scalars down to 10,000 per tag.
 _SIZE_GUIDANCE = {
@@ -35,6 +44,11 @@ _SIZE_GUIDANCE = {
 
 class ReportInputError(ValueError):
     """A path given to ``fitwatch report`` that cannot be read as runs (missing, or without event files)."""
+
+
+class UnreadableInputError(ReportInputError):
+    """A file the command needs exists but its content cannot be used (a ``fingerprint.json`` that is not a
+    mapping, a file that is not valid JSON): ``fitwatch`` exits with status 3, not 2."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,16 @@ def _is_event_file(path: Path) -> bool:
     return io_wrapper.IsSummaryEventsFile(str(path))
 
 
+def _event_directories(path: Path) -> list[str]:
+    """Directories at or below ``path`` holding an event file. Walked with ``os.walk`` rather than TensorBoard's
+    reader, which encodes every path as UTF-8 and fails on a directory name that is not."""
+    return [
+        directory
+        for directory, _, names in os.walk(path)
+        if any(_is_event_file(Path(directory) / name) for name in names)
+    ]
+
+
 def discover_runs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, list[Path]]]:
     """Every run under ``paths``: ``(run directory, its event files)``, in path order then name order.
 
@@ -78,31 +102,29 @@ def discover_runs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, l
         ReportInputError: If a path does not exist, is a file that is not an event file, or holds no event
             file at any depth.
     """
-    from tensorboard.backend.event_processing import io_wrapper
-
     runs: list[tuple[Path, list[Path]]] = []
     seen: set[tuple[Path, ...]] = set()
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise ReportInputError(f"{raw}: no such file or directory.")
+            raise ReportInputError(f"{printable(raw)}: no such file or directory.")
         if path.is_file():
             if not _is_event_file(path):
                 raise ReportInputError(
-                    f"{raw}: not a TensorBoard event file (expected a name containing 'tfevents') "
+                    f"{printable(raw)}: not a TensorBoard event file (expected a name containing 'tfevents') "
                     "or a directory."
                 )
             found = [(path.parent, [path])]
         else:
             found = []
-            for directory in sorted(io_wrapper.GetLogdirSubdirectories(str(path))):
+            for directory in sorted(_event_directories(path)):
                 run = Path(directory)
                 files = sorted(p for p in run.iterdir() if p.is_file() and _is_event_file(p))
                 if files:
                     found.append((run, files))
             if not found:
                 raise ReportInputError(
-                    f"{raw}: no TensorBoard event files (events.out.tfevents.*) in this directory "
+                    f"{printable(raw)}: no TensorBoard event files (events.out.tfevents.*) in this directory "
                     "or below it."
                 )
         for run, files in found:
@@ -180,14 +202,14 @@ def read_run(
     # TensorBoard reads it.
     source = str(files[0]) if len(files) == 1 else str(directory)
     run = RunEvents(directory=directory, files=files)
-    with _listen_for_truncation() as listener:
-        accumulator = EventAccumulator(source, size_guidance=_SIZE_GUIDANCE)
+    with _listen_for_truncation() as listener, _utf8_path(source, files) as (readable, original):
+        accumulator = EventAccumulator(readable, size_guidance=_SIZE_GUIDANCE)
         try:
             accumulator.Reload()
         except Exception as err:  # noqa: BLE001  (whatever the reader raises: name the run, no traceback)
-            run.unreadable.append(UnreadableFile(source, f"{type(err).__name__}: {err}"))
+            run.unreadable.append(UnreadableFile(printable(source), f"{type(err).__name__}: {err}"))
     for path, reason in listener.damaged.items():
-        run.unreadable.append(UnreadableFile(path, reason))
+        run.unreadable.append(UnreadableFile(printable(original.get(path, path)), reason))
     tags = accumulator.Tags()
     for tag in tags.get("scalars", []):
         run.scalars[tag] = _resumed([(int(e.step), float(e.value)) for e in accumulator.Scalars(tag)])
@@ -198,6 +220,37 @@ def read_run(
         if points:
             run.scalars[tag] = _resumed(points)
     return run
+
+
+def printable(path: str | os.PathLike[str]) -> str:
+    """A path as text any terminal, JSON or HTML can show: bytes that are not UTF-8 (a directory named on
+    another system) are written as ``\\xff`` escapes instead of failing to encode.
+
+    >>> printable(os.fsdecode(b"runs/bad\\xff"))
+    'runs/bad\\\\xff'
+    """
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+@contextmanager
+def _utf8_path(source: str, files: Sequence[Path]) -> Iterator[tuple[str, dict[str, str]]]:
+    """``source`` as a path TensorBoard's reader can open, and the files it stands for by the names the reader
+    will use. The reader encodes paths as UTF-8, so a path that is not valid UTF-8 is read through symbolic
+    links with plain names in a temporary directory."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield source, {}
+        return
+    with tempfile.TemporaryDirectory(prefix="fitwatch-report-") as tmp:
+        original = {}
+        for i, f in enumerate(files):
+            link = os.path.join(tmp, f"events.out.tfevents.{i:04d}.fitwatch")
+            os.symlink(os.path.abspath(f), link)
+            original[link] = str(f)
+        yield (tmp if len(files) != 1 else next(iter(original))), original
 
 
 def _tensor_scalars(accumulator, tag: str) -> list[tuple[int, float]]:  # type: ignore[no-untyped-def]

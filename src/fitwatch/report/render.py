@@ -47,11 +47,14 @@ def when(step: int, epoch: int | None) -> str:
 
 
 def display_path(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when below it."""
+    """A path as the user would type it: relative to the working directory when below it; bytes that are not
+    UTF-8 shown as ``\\xff`` escapes (:func:`fitwatch.report.events.printable`)."""
+    from fitwatch.report.events import printable
+
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+        return printable(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return printable(path)
 
 
 def _finding_document(reported: ReportedFinding) -> dict[str, Any]:

@@ -50,15 +50,19 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
 def append_text(path: str | os.PathLike[str], text: str) -> None:
     """Append ``text`` (whole lines) to ``path``; when the write fails, the file is cut back to its old length,
     so a reader never meets half a line, and the error is raised."""
-    with open(path, "ab") as fh:
-        start = fh.tell()
+    data = memoryview(text.encode("utf-8"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
         try:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
+            while data:  # unbuffered: a write past a limit may land in part before the next one fails
+                data = data[os.write(fd, data) :]
         except BaseException:
             with contextlib.suppress(OSError):
-                fh.truncate(start)
+                os.ftruncate(fd, start)
             raise
+    finally:
+        os.close(fd)
 
 
 def low_disk_threshold(total: int) -> int:
