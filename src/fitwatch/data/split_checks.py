@@ -1,5 +1,6 @@
 """The data checks the callbacks run at fit start: duplicates, label shift and time order between the
-training and validation sets, on a bounded sample, without touching the training's random state.
+training and validation sets, and for language-model items a prompt trained by mistake, on a bounded
+sample, without touching the training's random state.
 
 :func:`check_splits` reads items straight from the two datasets (``dataset[i]``, evenly spaced indices
 when a set is larger than ``max_samples``), within a time budget, and returns the findings plus what the
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from fitwatch.config import DataChecksConfig
+from fitwatch.data.completion import check_completion_mask
 from fitwatch.data.duplicates import find_duplicates
 from fitwatch.data.label_shift import label_shift
 from fitwatch.data.temporal import check_temporal_split
@@ -108,7 +110,9 @@ def check_splits(
     step: int = 0,
     epoch: int | None = None,
 ) -> SplitCheckResult:
-    """Duplicates, label shift and (with ``config.time_field``) the temporal split on a bounded sample.
+    """Duplicates, label shift and (with ``config.time_field``) the temporal split on a bounded sample;
+    with language-model items (``input_ids`` and ``labels`` of one length), the completion-only mask
+    (:mod:`fitwatch.data.completion`) instead of the label shift, which means nothing over a vocabulary.
 
     Each check that fails on odd data is reported in ``errors`` and skipped; the others still run.
     """
@@ -173,14 +177,61 @@ def _check_splits(
         lines.append(f"- time order: {report}")
         _add(result, report.to_finding(step=step, epoch=epoch), note)
 
+    def completion() -> None:
+        ids, labels, masks = _lm_fields(train.items)
+        report = check_completion_mask(
+            ids, labels, masks, ignore_index=ignore_index if ignore_index is not None else -100
+        )
+        lines.append(f"- completion mask: {report}")
+        _add(result, report.to_finding(step=step, epoch=epoch), note)
+
+    language_model = _is_lm_items(train.items)
     if config.duplicates:
         attempt("duplicates", duplicates)
-    if config.label_shift:
+    if language_model:
+        attempt("completion mask", completion)
+        if config.label_shift:
+            lines.append("- label shift: skipped (language-model labels are the input tokens, not classes)")
+    elif config.label_shift:
         attempt("label shift", shift)
     if config.time_field is not None:
         attempt("time order", temporal)
     result.report = "\n".join(lines)
     return result
+
+
+def _token_list(value: Any) -> list[int] | None:
+    if isinstance(value, torch.Tensor):
+        return value.reshape(-1).tolist() if value.ndim == 1 and not value.is_floating_point() else None
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.ndim == 1 and value.dtype.kind in "iu" else None
+    if isinstance(value, (list, tuple)) and all(isinstance(x, (int, np.integer)) for x in value):
+        return [int(x) for x in value]
+    return None
+
+
+def _is_lm_items(items: Sequence[Any]) -> bool:
+    """Language-model items: mappings whose ``labels`` are token ids as long as their ``input_ids``, equal
+    to them wherever a label is set (Hugging Face causal LMs shift inside the model). Token-classification
+    labels (tags, not token ids) differ from the ids, so those items keep the label-shift check."""
+    if not items or not all(isinstance(x, Mapping) and "input_ids" in x and "labels" in x for x in items[:8]):
+        return False
+    for item in items[:8]:
+        ids, labels = _token_list(item["input_ids"]), _token_list(item["labels"])
+        if ids is None or labels is None or len(ids) != len(labels) or len(ids) < 2:
+            return False
+        if not any(a == b for a, b in zip(ids, labels)):
+            return False
+        if any(b != a and b != -100 for a, b in zip(ids, labels)):
+            return False
+    return True
+
+
+def _lm_fields(items: Sequence[Any]) -> tuple[list[list[int]], list[list[int]], list[list[int]] | None]:
+    ids = [_token_list(x["input_ids"]) or [] for x in items]
+    labels = [_token_list(x["labels"]) or [] for x in items]
+    masks = [_token_list(x.get("attention_mask")) for x in items]
+    return ids, labels, (None if any(m is None for m in masks) else masks)  # type: ignore[return-value]
 
 
 def _add(result: SplitCheckResult, finding: Finding | None, note: str) -> None:
