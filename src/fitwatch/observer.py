@@ -626,7 +626,7 @@ class Observer:
         if not checks.enabled or train_dataset is None or val_dataset is None:
             return
         hinted = self.task or (self.config.task if self.config.task != "auto" else None) or self.model_task.task
-        if hinted in ("regression", *LANGUAGE_MODEL_TASKS) and checks.label_shift:
+        if checks.label_shift and (hinted in ("regression", *LANGUAGE_MODEL_TASKS) or (hinted is None and _fractional_labels(train_dataset))):
             # Class proportions mean nothing for real-valued targets or next-token labels.
             checks = dataclasses.replace(checks, label_shift=False)
         try:
@@ -788,6 +788,25 @@ def _rank() -> int:
     """This process's rank (0 without torch.distributed)."""
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _fractional_labels(dataset: Any) -> bool:
+    """Whether the first training item's label holds a non-integer number (a regression target)."""
+    from fitwatch.data.split_checks import preserved_rng
+
+    try:
+        with preserved_rng():
+            item = dataset[0]
+        if isinstance(item, Mapping):
+            label = next((item[k] for k in ("labels", "label", "targets", "target", "y") if k in item), None)
+        elif isinstance(item, (tuple, list)) and len(item) >= 2:
+            label = item[1]
+        else:
+            return False
+        values = torch.as_tensor(label)
+        return bool(values.is_floating_point() and values.numel() and (values != values.round()).any())
+    except Exception:  # noqa: BLE001  (an odd dataset: the data checks decide for themselves)
+        return False
 
 
 def _collective_device() -> torch.device:
