@@ -164,12 +164,17 @@ class _Digits:
         image[y0c:y1, x0c:x1] = (region * (1.0 - a) + color * 255.0 * a).astype(np.uint8)
 
 
-def most_confused_classes(matrix: np.ndarray, k: int) -> list[int]:
+def most_confused_classes(matrix: np.ndarray, k: int, *, keep: Sequence[int] = ()) -> list[int]:
     """The ``k`` classes most involved in confusions (wrong predictions from or to them, as shares of their own
     rows and columns, so that a rare class that is always wrong ranks high), in index order.
 
+    Classes in ``keep`` (the ones shown last time) stay while they rank in the top ``2 k``: the picture stays
+    comparable from one evaluation to the next, and its labels need no redrawing.
+
     >>> most_confused_classes(np.array([[9, 0, 0], [0, 5, 5], [0, 1, 9]]), 2)
     [1, 2]
+    >>> most_confused_classes(np.array([[9, 0, 0], [0, 5, 5], [0, 1, 9]]), 1, keep=[2])
+    [2]
     """
     counts = np.asarray(matrix, dtype=np.float64)
     if counts.shape[0] <= k:
@@ -179,7 +184,11 @@ def most_confused_classes(matrix: np.ndarray, k: int) -> list[int]:
     cols = counts.sum(axis=0)
     score = off.sum(axis=1) / np.maximum(rows, 1) + off.sum(axis=0) / np.maximum(cols, 1)
     score = score + 1e-9 * (rows + cols)  # ties: the more frequent class
-    return sorted(np.argsort(-score, kind="stable")[:k].tolist())
+    order = np.argsort(-score, kind="stable").tolist()
+    near = set(order[: 2 * k])
+    chosen = [i for i in keep if i in near][:k]
+    chosen += [i for i in order if i not in chosen][: k - len(chosen)]
+    return sorted(chosen)
 
 
 def _build_confusion(m: int) -> _Drawing:
@@ -210,8 +219,11 @@ def confusion_matrix_image(matrix: Sequence[Sequence[int]], class_names: Sequenc
     counts = np.asarray(matrix, dtype=np.float64).reshape(len(matrix), -1) if len(matrix) else np.zeros((0, 0))
     k = counts.shape[0]
     names = [str(class_names[i]) if i < len(class_names) else str(i) for i in range(k)]
-    shown = most_confused_classes(counts, MAX_SHOWN) if k > MAX_SHOWN else list(range(k))
-    m = max(len(shown), 1)
+    m = max(min(k, MAX_SHOWN), 1)
+    with _lock:
+        drawing = _drawing(("confusion", m), lambda: _build_confusion(m))
+        previous = drawing.parts.get("shown", ()) if drawing.parts.get("k") == k else ()
+    shown = most_confused_classes(counts, MAX_SHOWN, keep=previous) if k > MAX_SHOWN else list(range(k))
     sub = counts[np.ix_(shown, shown)] if shown else np.zeros((1, 1))
     rows = counts[shown].sum(axis=1, keepdims=True) if shown else np.ones((1, 1))  # shares of the whole true class
     share = np.divide(sub, rows, out=np.zeros_like(sub), where=rows > 0)
@@ -221,6 +233,7 @@ def confusion_matrix_image(matrix: Sequence[Sequence[int]], class_names: Sequenc
     with _lock:
         drawing = _drawing(("confusion", m), lambda: _build_confusion(m))
         p = drawing.parts
+        p["shown"], p["k"] = shown, k
         p["image"].set_data(share)
         labels = [_short(names[i]) for i in shown] or [""]
         if drawing.static != labels:  # new tick labels only when the classes shown change
