@@ -23,7 +23,7 @@ from typing import Any
 
 from fitwatch import warnings as fw_warnings
 
-__all__ = ["CATALOGUE", "Finding", "FindingSpec", "Severity", "materially_changed", "spec_for"]
+__all__ = ["CATALOGUE", "Finding", "FindingSpec", "Severity", "materially_changed", "spec_for", "words_changed"]
 
 
 class Severity(enum.IntEnum):
@@ -287,6 +287,20 @@ def _whole(value: Any, name: str) -> int:
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
+def words_changed(before: Finding, after: Finding) -> bool:
+    """Whether an update says something else: another code or severity, or other words (numbers aside).
+
+    >>> f = Finding(code="FW-PLATEAU", severity="info", step=10, epoch=1, message="flat for 4 evaluations")
+    >>> words_changed(f, Finding(code="FW-PLATEAU", severity="info", step=20, epoch=2, message="flat for 9 evaluations"))
+    False
+    """
+    return (
+        before.severity != after.severity
+        or before.code != after.code
+        or _NUMBER.sub("#", before.message) != _NUMBER.sub("#", after.message)
+    )
+
+
 def materially_changed(before: Finding, after: Finding, *, rel_tol: float = 0.1) -> bool:
     """Whether an update of a cause is worth showing again: another severity, other words in the message, or a
     number in it that moved by more than ``rel_tol`` of its size. Numbers that drift within noise (a step
@@ -303,11 +317,9 @@ def materially_changed(before: Finding, after: Finding, *, rel_tol: float = 0.1)
     >>> materially_changed(f, replace(f, severity=Severity.WARNING))
     True
     """
-    if before.severity != after.severity or before.code != after.code:
-        return True
     if before.message == after.message:
-        return False
-    if _NUMBER.sub("#", before.message) != _NUMBER.sub("#", after.message):
+        return before.severity != after.severity or before.code != after.code
+    if words_changed(before, after):
         return True
     for a, b in zip(_NUMBER.findall(before.message), _NUMBER.findall(after.message)):
         x, y = float(a), float(b)

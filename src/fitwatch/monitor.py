@@ -23,7 +23,7 @@ from typing import Any
 from fitwatch.detect.base import Detector, build_detectors
 from fitwatch.detect.records import AuditRecord, EvalRecord, StepRecord
 from fitwatch.detect.trends import theil_sen_slope
-from fitwatch.findings import Finding, Severity, materially_changed
+from fitwatch.findings import Finding, Severity, materially_changed, words_changed
 from fitwatch.sinks.base import EvaluationDetails, GuardedSinks, Sink
 from fitwatch.sinks.tags import tag
 from fitwatch.warnings import FitWatchRuntimeWarning
@@ -218,7 +218,16 @@ class Monitor:
         new = previous is None or finding.severity > previous.severity
         self._causes[finding.key] = finding
         shown = self._written.get(finding.key)
-        changed = new or shown is None or materially_changed(shown, finding)
+        # What the sinks show again: a new or escalated cause, other words or severity at once; numbers alone
+        # (a count of evaluations, a p-value) when they moved materially and the step has doubled since the cause
+        # was last shown, so a cause that sits for the whole run makes O(log steps) lines, and its latest state
+        # is shown at the end (close).
+        changed = (
+            new
+            or shown is None
+            or words_changed(shown, finding)
+            or (materially_changed(shown, finding) and finding.step >= 2 * max(shown.step, 1))
+        )
         if changed:
             self._written[finding.key] = finding
         self.log(
@@ -243,6 +252,11 @@ class Monitor:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
+        for key, finding in self._causes.items():  # the latest state of causes whose numbers moved since shown
+            shown = self._written.get(key)
+            if shown is not None and shown is not finding and materially_changed(shown, finding):
+                self._written[key] = finding
+                self._sinks.call("finding", finding, new=False)
         self._sinks.call("flush", self.history)
         self._sinks.call("finish", self.history)
         self._sinks.call("close")

@@ -79,9 +79,13 @@ def test_an_unchanged_finding_is_written_once_and_a_changed_one_again(tmp_path):
             ("info", "flat for 4 evaluations at 0.512"),
             ("info", "flat for 4 evaluations at 0.512"),  # identical: no line
             ("info", "flat for 4 evaluations at 0.513"),  # a number moved within noise: no line
-            ("info", "flat for 9 evaluations at 0.512"),  # a number that matters: a line
+            ("info", "flat for 9 evaluations at 0.512"),  # a number that matters, the step doubled: a line
             ("warning", "flat for 9 evaluations at 0.512"),  # severity: a line
             ("warning", "flat for 9 evaluations at 0.512"),
+            ("warning", "flat for 11 evaluations at 0.512"),  # numbers moved, step 6 < 2 x 4: not yet
+            ("warning", "flat for 12 evaluations at 0.512"),  # ... nor at 7; the latest comes at the end
+            ("warning", "flat for 12 evaluations, and still at 0.512"),  # other words: a line at once
+            ("warning", "flat for 19 evaluations, and still at 0.512"),  # written at close
         ]
 
         def update(self, record):
@@ -91,13 +95,16 @@ def test_an_unchanged_finding_is_written_once_and_a_changed_one_again(tmp_path):
     monitor = Monitor(detectors=[Repeats()], sinks=[JsonlSink(tmp_path)])
     for e in range(len(Repeats.script)):
         monitor.evaluation(EvalRecord(step=e, epoch=e, val={"loss": 1.0}))
+    assert monitor.findings[0].step == 9  # the in-memory state is always the latest
+    monitor.close()
     lines = [json.loads(line) for line in (tmp_path / "findings.jsonl").read_text().splitlines()]
     assert [(x["event"], x["epoch"], x["severity"]) for x in lines] == [
         ("new", 0, "info"),
         ("update", 3, "info"),
         ("new", 4, "warning"),
+        ("update", 8, "warning"),
+        ("update", 9, "warning"),
     ]
-    assert monitor.findings[0].step == 5  # the in-memory state is always the latest
 
 
 def _monitor_script(directory: Path, *, limit: int | None) -> str:
