@@ -310,8 +310,9 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         if self.observer is None:
             return
         self.observer.flush_step()
-        # An evaluation that follows takes the epoch's training metrics (and their gap to validation).
-        if not control.should_evaluate:
+        # With evaluations, each takes every training batch since the previous one (and its gap to validation),
+        # whatever the cadence; only a run without evaluations logs training metrics per epoch.
+        if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
             self.observer.end_train_epoch(step=state.global_step, epoch=_epoch(state))
 
     def on_prediction_step(

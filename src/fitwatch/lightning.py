@@ -102,6 +102,16 @@ def _length(dataset: Any) -> int | None:
         return None
 
 
+def _validates(trainer: pl.Trainer) -> bool:
+    """Whether this fit runs a validation loop at all."""
+    try:
+        batches = trainer.num_val_batches
+    except Exception:  # noqa: BLE001
+        return False
+    total = sum(batches) if isinstance(batches, (list, tuple)) else batches
+    return trainer.val_dataloaders is not None and bool(total)
+
+
 def _sample_ids(batch: Any) -> Tensor | None:
     """Per-sample ids for the mislabel tracker: a ``sample_id``/``idx``/``index`` field, or a third tuple element."""
     if isinstance(batch, Mapping):
@@ -268,7 +278,11 @@ class FitWatch(Callback):
         self.observer.before_optimizer_step(pl_module, trainer.optimizers, trainer.global_step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.observer.end_train_epoch(step=trainer.global_step, epoch=trainer.current_epoch)
+        # With a validation loop, an evaluation's training window is every batch since the previous one, whatever
+        # the cadence (every few epochs, or every N steps across epoch ends); only a fit without validation logs
+        # its training metrics per epoch.
+        if not _validates(trainer):
+            self.observer.end_train_epoch(step=trainer.global_step, epoch=trainer.current_epoch)
 
     # ------------------------------------------------------------------ validation
     def on_validation_batch_end(

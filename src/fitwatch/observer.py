@@ -47,7 +47,15 @@ from fitwatch.metrics.optim import (
 from fitwatch.monitor import Monitor
 from fitwatch.sinks.base import EvaluationDetails, Sink
 from fitwatch.sinks.tags import tag
-from fitwatch.tasks import CLASSIFICATION_TASKS, LANGUAGE_MODEL_TASKS, ModelTask, build_state, task_from_model, task_from_shapes
+from fitwatch.tasks import (
+    CLASSIFICATION_TASKS,
+    LANGUAGE_MODEL_TASKS,
+    ModelTask,
+    build_state,
+    channels_first,
+    task_from_model,
+    task_from_shapes,
+)
 from fitwatch.tasks.language_model import TRAIN_TOKENS_PER_BATCH
 from fitwatch.warnings import FitWatchRuntimeWarning
 
@@ -87,6 +95,8 @@ class Observer:
         #: with a warning, where names the user passed are a set-up error.
         self.derived_class_names: tuple[str, ...] | None = None
         self.predictions_off = False
+        #: Logits hold their classes in dimension 1 (segmentation, ``[N, C, T]``): moved last at capture.
+        self.channels_first = False
         self._accumulator_kwargs: dict[str, Any] = {}
         self.train = self._placeholder()
         self.val = self._placeholder()
@@ -177,6 +187,9 @@ class Observer:
         if self.predictions_off:
             return False
         config, hint = self.config, self.model_task
+        if channels_first(logits, target) and config.task in ("auto", "multiclass", "token_classification"):
+            self.channels_first = True
+            logits = logits.movedim(1, -1)
         names: Sequence[str] | None = config.class_names
         names_from = "class_names"
         if config.task != "auto":
@@ -293,7 +306,7 @@ class Observer:
             self._step_counted = counted if self._step_counted is None else self._step_counted + counted
             self._micro_batches += 1
         if logits is not None and target is not None and self.config.train_metrics and self._resolve(logits, target, loss):
-            self.train.update(logits, target, loss)
+            self.train.update(logits.movedim(1, -1) if self.channels_first else logits, target, loss)
             self._train_flushed = False
         if self._margins is not None and logits is not None and target is not None and sample_ids is not None:
             self._margins.update(logits.detach(), target, sample_ids)
@@ -426,6 +439,8 @@ class Observer:
                 pair = torch.stack([torch.where(weight > 0, value * weight, 0.0), weight])
                 self._val_loss = pair if self._val_loss is None or self._val_loss.device != pair.device else self._val_loss + pair
             return
+        if self.channels_first:
+            logits = logits.movedim(1, -1)
         self.val.update(logits, target, loss)
         if not (self._positions_known and (self._duplicate_mask is not None or self._mistakes is not None)):
             return

@@ -158,7 +158,8 @@ class PredictionAccumulator:
             self._fold([batch] if batch is not None else [self._odd_rows(logits, target, loss, mask)])
             return
         if self._pending and (batch.logits.device != self._pending[0].logits.device
-                              or batch.logits.dtype != self._pending[0].logits.dtype):
+                              or batch.logits.dtype != self._pending[0].logits.dtype
+                              or batch.target.ndim != self._pending[0].target.ndim):
             self._fold_pending()
         self._pending.append(batch)
         self._pending_bytes += batch.logits.numel() * batch.logits.element_size()
@@ -179,6 +180,8 @@ class PredictionAccumulator:
             if logits.shape[-1] != k or target.shape != logits.shape:
                 return None
             rows = (logits.reshape(-1, k), target.reshape(-1, k))
+        elif target.shape == logits.shape and target.is_floating_point() and logits.shape[-1] == k:
+            rows = (logits.reshape(-1, k), target.reshape(-1, k))  # soft (or one-hot) targets: a distribution per row
         else:
             if logits.shape[-1] != k or logits.shape[:-1] != target.shape:
                 return None
@@ -238,6 +241,12 @@ class PredictionAccumulator:
                 logits2 = torch.stack([torch.zeros_like(z), z], dim=1)  # softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]
             else:
                 logits2 = logits.reshape(-1, logits.shape[-1])
+            soft = None
+            if target.ndim == 2 and target.is_floating_point() and self.task == "multiclass":
+                # Soft targets: accuracy and per-class counts against the most likely class, NLL and Brier
+                # against the distribution (as F.cross_entropy computes the loss).
+                soft = target.to(logits2.dtype)
+                target = soft.argmax(dim=1)
             target1 = target.reshape(-1).long()
             finite = torch.isfinite(logits2).all(dim=1)
             ignored = (target1 == self.ignore_index) if self.ignore_index is not None else torch.zeros_like(finite)
@@ -248,7 +257,9 @@ class PredictionAccumulator:
             target1 = torch.where(weights, target1, torch.zeros_like(target1))
             log_probs = torch.log_softmax(logits2, dim=1)
             self._counts.update(log_probs.argmax(dim=1), target1, weights)
-            self._calibration.update_multiclass(log_probs, target1, weights, binary=self.task == "binary")
+            if soft is not None:
+                soft = torch.where(weights.unsqueeze(1), soft, 0.0)
+            self._calibration.update_multiclass(log_probs, target1, weights, binary=self.task == "binary", soft=soft)
             invalid = (~in_range & ~ignored & finite & keep).sum()
             targeted = in_range & ~ignored & keep
         nonfinite = (~finite & keep).sum()
@@ -365,6 +376,7 @@ class PredictionAccumulator:
         for t, src in zip(self.tensors(), saved):
             t.copy_(src)
 
+    @torch.inference_mode(False)  # states made in `validate()` must take in-place updates in `fit()`
     def _allocate(self, device: torch.device) -> None:
         k = self.num_classes
         assert k is not None
@@ -415,6 +427,10 @@ def _validate_first_batch(task: str, classes: int, logits: Tensor, target: Tenso
         if target.numel() and not bool(((target == 0) | (target == 1) | (target == (ignore_index if ignore_index is not None else 0))).all()):
             raise ValueError("Expected a multi-hot `target` with values in {0, 1} for a multilabel task, but got other values.")
         return
+    if target.shape == logits.shape and task == "multiclass":
+        if not bool(((target >= 0) & (target <= 1)).all()):
+            raise ValueError("Expected soft `target` probabilities in [0, 1] (one row per sample), but got other values.")
+        return
     if target.is_floating_point() and target.numel():
         if not bool((target == target.round()).all()):
             raise ValueError(f"Expected an integer class `target` for a {task} task, but got fractional values ({target.dtype}).")
@@ -428,6 +444,7 @@ def _validate_first_batch(task: str, classes: int, logits: Tensor, target: Tenso
         bad = hi if hi >= classes else lo
         raise ValueError(
             f"Expected `target` values in [0, {classes}) for {classes} classes (from the logits' last dimension), "
-            f"but got {bad}. Check `num_classes`/`class_names` and the label mapping."
+            f"but got {bad}. Check `num_classes`/`class_names` and the label mapping; if {bad} marks positions to "
+            f"skip (void pixels, padding), set `ignore_index={bad}` (it is {ignore_index})."
         )
 

@@ -209,11 +209,14 @@ class CalibrationState:
             values.append(torch.stack([class_w, class_p * class_w, class_y * class_w, class_p * (1.0 - class_p) * class_w], dim=2).reshape(-1, len(BIN_FIELDS)))
         self.table.index_add_(0, torch.cat(index), torch.cat(values))
 
-    def update_multiclass(self, log_probs: Tensor, target: Tensor, weights: Tensor, *, binary: bool = False) -> None:
+    def update_multiclass(self, log_probs: Tensor, target: Tensor, weights: Tensor, *, binary: bool = False,
+                          soft: Tensor | None = None) -> None:
         """Add a batch of ``[N, C]`` log-probabilities with integer targets ``[N]`` (weight 0 rows skipped).
 
         With ``binary=True`` (one logit per sample, expanded to two classes) the Brier score is the
         conventional binary one, ``(p - y)^2``, rather than the two-class sum, which is twice that.
+        With ``soft`` (``[N, C]`` target distributions; ``target`` is then their argmax) the Brier score, the
+        NLL and the classwise bins are taken against the distribution.
         """
         dtype = self.table.dtype
         log_probs = log_probs.to(dtype)
@@ -224,13 +227,16 @@ class CalibrationState:
         w = weights.to(dtype)
         # Log-odds of the top label from log-probabilities, exact even when p_top rounds to 1.0.
         others = log_probs.scatter(1, pred.unsqueeze(1), float("-inf")).logsumexp(dim=1)
-        one_hot = torch.nn.functional.one_hot(target, self.num_classes).to(dtype)
+        one_hot = soft.to(dtype) if soft is not None else torch.nn.functional.one_hot(target, self.num_classes).to(dtype)
         class_w = w.unsqueeze(1).expand_as(probs) if self.classwise else None
         self._add_rows(conf, correct, w, top_logp - others, probs if self.classwise else None, one_hot, class_w)
         brier = ((probs - one_hot) ** 2).sum(dim=1)
         if binary:
             brier = brier / 2.0
-        nll = -log_probs.gather(1, target.unsqueeze(1)).squeeze(1)
+        if soft is not None:
+            nll = -(one_hot * torch.where(one_hot > 0, log_probs, 0.0)).sum(dim=1)
+        else:
+            nll = -log_probs.gather(1, target.unsqueeze(1)).squeeze(1)
         # where() rather than multiplication: a skipped row may hold inf/NaN, and inf * 0 is NaN.
         keep = w > 0
         self.sums += torch.stack([torch.where(keep, brier, 0.0).sum(), torch.where(keep, nll, 0.0).sum(), w.sum()])

@@ -44,6 +44,7 @@ __all__ = [
     "ModelTask",
     "TaskGuess",
     "build_state",
+    "channels_first",
     "task_from_model",
     "task_from_shapes",
 ]
@@ -148,6 +149,8 @@ def task_from_shapes(logits: Tensor, target: Tensor, *, loss: Tensor | float | N
     """
     if logits.ndim >= 1 and target.ndim >= 1 and (logits.shape == target.shape or (
             logits.ndim == 2 and logits.shape[-1] == 1 and logits.shape[:1] == target.shape)):
+        if logits.ndim == 2 and logits.shape[-1] > 1 and target.is_floating_point() and _distributions(target):
+            return TaskGuess("multiclass", "soft or one-hot targets (rows summing to 1) of the logits' shape")
         if target.numel() and not bool(((target == 0) | (target == 1)).all()):
             return TaskGuess("regression", "targets of the predictions' shape that are not all 0 or 1")
         if logits.ndim == 1 or logits.shape[-1] == 1:
@@ -168,7 +171,29 @@ def task_from_shapes(logits: Tensor, target: Tensor, *, loss: Tensor | float | N
         if logits.ndim == 3:
             return TaskGuess("token_classification", f"[N, T, {width}] logits with [N, T] targets")
         return TaskGuess("multiclass", f"[N, {width}] logits with class ids")
+    if channels_first(logits, target):
+        return TaskGuess("multiclass", f"[N, {logits.shape[1]}, ...] logits with [N, ...] targets: one class per "
+                                       "pixel or position")
     return TaskGuess(None, f"logits {tuple(logits.shape)} and targets {tuple(target.shape)} fit no task fitwatch knows")
+
+
+def channels_first(logits: Tensor, target: Tensor) -> bool:
+    """Whether ``logits`` hold the classes in dimension 1 (``[N, C, H, W]`` against ``[N, H, W]``, as
+    segmentation models and ``F.cross_entropy`` lay them out) rather than last.
+
+    >>> channels_first(torch.zeros(2, 3, 8, 8), torch.zeros(2, 8, 8))
+    True
+    """
+    return (logits.ndim >= 3 and logits.ndim == target.ndim + 1 and logits.shape[0] == target.shape[0]
+            and logits.shape[2:] == target.shape[1:] and logits.shape[:-1] != target.shape)
+
+
+def _distributions(target: Tensor) -> bool:
+    """Every row a probability distribution: values in [0, 1] summing to 1."""
+    if not target.numel():
+        return False
+    rows = target.reshape(-1, target.shape[-1]).double()
+    return bool(((rows >= 0) & (rows <= 1)).all() and (rows.sum(dim=1) - 1).abs().max() < 1e-4)
 
 
 def _alignment_from_loss(logits: Tensor, target: Tensor, loss: Tensor | float | None,

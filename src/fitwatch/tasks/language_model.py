@@ -257,6 +257,7 @@ class LanguageModelState:
             t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
             offset += t.numel()
 
+    @torch.inference_mode(False)  # states made in `validate()` must take in-place updates in `fit()`
     def _allocate(self, device: torch.device) -> None:
         dtype = torch.float32 if device.type == "mps" else torch.float64
         self._calibration = CalibrationState(1, self.n_bins, classwise=False, device=device, dtype=dtype)

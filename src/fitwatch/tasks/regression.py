@@ -140,6 +140,7 @@ class RegressionState:
             t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
             offset += t.numel()
 
+    @torch.inference_mode(False)  # states made in `validate()` must take in-place updates in `fit()`
     def _allocate(self, device: torch.device, y: Tensor | None = None) -> None:
         dtype = torch.float32 if device.type == "mps" else torch.float64
         self._sums = torch.zeros(len(_SUMS), dtype=dtype, device=device)

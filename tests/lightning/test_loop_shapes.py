@@ -1,0 +1,159 @@
+"""Training-loop shapes that used to give wrong numbers or kill the fit (issue 16), each against a reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+from torch import nn
+
+from fitwatch.lightning import FitWatch
+
+from .digits import X, Y, DigitsMLP, loaders, trainer
+
+
+def test_validate_before_fit_does_not_break_the_fit(tmp_path):
+    """`trainer.validate()` runs under inference_mode; the states it creates must take the fit's updates."""
+    train, val = loaders()
+    cb = FitWatch()
+    t = trainer(tmp_path, [cb], max_epochs=2, logger=False)
+    model = DigitsMLP(lr=5e-3)
+    t.validate(model, val)
+    t.fit(model, train, val)
+    assert len(cb.history["performance/accuracy/val"]) >= 2
+
+
+class SoftBatches(torch.utils.data.Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, nn.functional.one_hot(y, 10).float() * 0.9 + 0.01
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+class SoftModel(DigitsMLP):
+    def training_step(self, batch, batch_idx):
+        x, q = batch
+        logits = self(x)
+        return {"loss": nn.functional.cross_entropy(logits, q), "logits": logits}
+
+    validation_step = training_step
+
+
+def test_soft_targets_are_multiclass_against_the_argmax(tmp_path):
+    dl = torch.utils.data.DataLoader
+    train = dl(SoftBatches(X[:1200], Y[:1200]), batch_size=32, shuffle=True)
+    val = dl(SoftBatches(X[1200:], Y[1200:]), batch_size=128)
+    model = SoftModel(lr=5e-3)
+    cb = FitWatch()
+    trainer(tmp_path, [cb], max_epochs=2, logger=False).fit(model, train, val)
+    assert cb.observer.task == "multiclass"
+    model.eval()
+    with torch.no_grad():
+        pred = model(X[1200:]).argmax(1)
+        logp = torch.log_softmax(model(X[1200:]), 1)
+    q = SoftBatches(X[1200:], Y[1200:]).y
+    assert cb.history["performance/accuracy/val"][-1][1] == pytest.approx(accuracy_score(Y[1200:], pred), abs=1e-9)
+    # NLL against the distribution, as the loss is
+    assert cb.history["calibration/nll/val"][-1][1] == pytest.approx(float(-(q * logp).sum(1).mean()), rel=1e-5)
+    assert cb.history["calibration/nll/val"][-1][1] == pytest.approx(cb.history["performance/loss/val"][-1][1], rel=1e-4)
+
+
+class OneLogit(DigitsMLP):
+    def __init__(self):
+        super().__init__(lr=5e-3)
+        self.net[3] = nn.Linear(64, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        target = (y >= 5).float().unsqueeze(1)  # what BCEWithLogitsLoss takes: [B, 1]
+        return {"loss": nn.functional.binary_cross_entropy_with_logits(logits, target), "logits": logits}
+
+    validation_step = training_step
+
+
+class BinaryTargets(torch.utils.data.Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, (y >= 5).float().unsqueeze(1)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def test_one_logit_with_float_column_targets_is_binary(tmp_path):
+    class Model(OneLogit):
+        def training_step(self, batch, batch_idx):
+            x, t = batch
+            logits = self(x)
+            return {"loss": nn.functional.binary_cross_entropy_with_logits(logits, t), "logits": logits}
+
+        validation_step = training_step
+
+    dl = torch.utils.data.DataLoader
+    train = dl(BinaryTargets(X[:1200], Y[:1200]), batch_size=32, shuffle=True)
+    val = dl(BinaryTargets(X[1200:], Y[1200:]), batch_size=128)
+    model = Model()
+    cb = FitWatch(class_names=["low", "high"])
+    trainer(tmp_path, [cb], max_epochs=3, logger=False).fit(model, train, val)
+    assert cb.observer.task == "binary"
+    model.eval()
+    with torch.no_grad():
+        pred = (model(X[1200:]).squeeze(1) > 0).long()
+    assert cb.history["performance/accuracy/val"][-1][1] == pytest.approx(accuracy_score(Y[1200:] >= 5, pred))
+    assert "FW-FAILED-RUN" not in {f.code for f in cb.findings}
+
+
+class Segmenter(DigitsMLP):
+    """Per-pixel classes: [B, C, H, W] logits against [B, H, W] targets (255 = void, ignored)."""
+
+    def __init__(self):
+        super().__init__(lr=1e-2)
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.net(x)
+        return {"loss": nn.functional.cross_entropy(logits, y, ignore_index=255), "logits": logits}
+
+    validation_step = training_step
+
+
+def segmentation_data(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    y = (x[:, 0] * 3).long().clamp(max=2)
+    y[:, 0, :] = 255
+    return torch.utils.data.TensorDataset(x, y)
+
+
+def test_segmentation_logits_are_flattened_per_pixel(tmp_path):
+    dl = torch.utils.data.DataLoader
+    val_set = segmentation_data(32, 1)
+    model = Segmenter()
+    cb = FitWatch(config={"ignore_index": 255})
+    trainer(tmp_path, [cb], max_epochs=2, logger=False).fit(model, dl(segmentation_data(64, 0), batch_size=16), dl(val_set, batch_size=16))
+    x, y = val_set.tensors
+    with torch.no_grad():
+        pred = model.net(x).argmax(1)
+    keep = y != 255
+    assert cb.observer.task == "multiclass"
+    assert cb.history["performance/accuracy/val"][-1][1] == pytest.approx(float((pred[keep] == y[keep]).float().mean()))
+    assert cb.history["health/samples/val"][-1][1] == int(keep.sum())
+
+
+def test_step_based_validation_keeps_every_batch_since_the_last_evaluation(tmp_path):
+    train, val = loaders(n_train=320, batch_size=32)  # 10 batches an epoch
+    cb = FitWatch()
+    trainer(tmp_path, [cb], max_epochs=5, logger=False, val_check_interval=25, check_val_every_n_epoch=None).fit(
+        DigitsMLP(lr=5e-3), train, val)
+    steps = [s for s, _ in cb.history["performance/accuracy/val"]]
+    assert steps[:2] == [25, 50]
+    # The training window of the evaluation at step 50: 25 batches of 32, across an epoch boundary.
+    assert cb.history["health/samples/train"][1] == (50, 800.0)
