@@ -15,6 +15,10 @@ each scenario's own),
 ``--jobs N`` (parallel runs, default 1: the machine is shared), ``--quick`` (each scenario's short version;
 writes nothing unless ``--write``), ``--log-dir DIR`` (keep each run's TensorBoard files and checkpoints),
 ``--no-write``, ``--render`` (the table and docs again from ``results.json``, without training).
+
+``--lm`` runs the language-model zoo instead (:mod:`benchmarks.zoo.lm`: GPT-2 fine-tunes on the standard
+library's docstrings; its own table between ``<!-- lm-zoo:start -->`` and ``<!-- lm-zoo:end -->``, results in
+``benchmarks/zoo/results_lm.json``), with the same options.
 """
 
 from __future__ import annotations
@@ -130,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         "--write", action="store_true", help="write docs and results.json even with --quick/--only"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--lm", action="store_true", help="run the language-model zoo (benchmarks.zoo.lm)")
     parser.add_argument(
         "--render",
         action="store_true",
@@ -144,7 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fitwatch.scenarios import SCENARIOS
     from fitwatch.scenarios.pipelines import PIPELINE_SCENARIOS
 
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if "--lm" in arguments:
+        from benchmarks.zoo.lm import main as lm_main
+
+        return lm_main(arguments)
+    args = _parser().parse_args(arguments)
     if args.render:
         saved = json.loads(RESULTS.read_text())
         table = render(saved["runs"], saved["summary"], saved.get("checks", []))

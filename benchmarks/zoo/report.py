@@ -285,11 +285,20 @@ def data_facts_text(facts: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "-"
 
 
-def write_between_markers(path: str | Path, content: str) -> None:
-    """Replace what lies between :data:`START_MARKER` and :data:`END_MARKER` in ``path`` with ``content``.
+def write_between_markers(
+    path: str | Path,
+    content: str,
+    *,
+    start: str = START_MARKER,
+    end: str = END_MARKER,
+    title: str = "The zoo: real runs, healthy and broken",
+) -> None:
+    """Replace what lies between the ``start`` and ``end`` markers (default: :data:`START_MARKER` and
+    :data:`END_MARKER`) in ``path`` with ``content``.
 
-    A missing file is created with a title and the markers; a file without the markers gets them appended,
-    so other sections of the page (written by other tools between their own markers) stay as they are.
+    A missing file is created with a title and the markers; a file without the markers gets them appended
+    under a ``## title`` heading, so other sections of the page (written by other tools between their own
+    markers) stay as they are.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "b.md"
@@ -298,15 +307,15 @@ def write_between_markers(path: str | Path, content: str) -> None:
     (1, False)
     """
     path = Path(path)
-    block = f"{START_MARKER}\n{content.rstrip()}\n{END_MARKER}"
+    block = f"{start}\n{content.rstrip()}\n{end}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# Benchmarks\n\n## The zoo: real runs, healthy and broken\n\n{block}\n")
+        path.write_text(f"# Benchmarks\n\n## {title}\n\n{block}\n")
         return
     text = path.read_text()
-    pattern = re.compile(re.escape(START_MARKER) + r".*?" + re.escape(END_MARKER), re.DOTALL)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
     else:
-        text = text.rstrip() + f"\n\n## The zoo: real runs, healthy and broken\n\n{block}\n"
+        text = text.rstrip() + f"\n\n## {title}\n\n{block}\n"
     path.write_text(text)

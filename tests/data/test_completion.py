@@ -34,9 +34,16 @@ def _labels(items: list[list[int]], *, prompt: int | None, pad: int = 3) -> list
 def test_a_trained_template_is_reported_with_its_numbers():
     items = _items()
     report = check_completion_mask(items, _labels(items, prompt=None), _masks(items))
-    assert (report.n_items, report.n_fully_trained, report.prefix_length, report.prefix_share) == (20, 20, 13, 1.0)
+    assert (report.n_items, report.n_fully_trained, report.prefix_length, report.prefix_share) == (
+        20,
+        20,
+        13,
+        1.0,
+    )
     finding = report.to_finding(step=0, epoch=0)
-    assert finding is not None and finding.code == "FW-LM-PROMPT-TRAINED" and finding.severity.name == "WARNING"
+    assert (
+        finding is not None and finding.code == "FW-LM-PROMPT-TRAINED" and finding.severity.name == "WARNING"
+    )
     assert finding.evidence["prefix_length"] == 13 and finding.evidence["trained_fraction"] == 1.0
     assert "13 tokens" in finding.message and finding.hint
 

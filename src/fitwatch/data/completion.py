@@ -47,7 +47,9 @@ MAX_PREFIX = 256
 MIN_ITEMS = 5
 
 
-def shared_prefix(sequences: Sequence[Sequence[int]], min_share: float = MIN_SHARE) -> tuple[list[int], float]:
+def shared_prefix(
+    sequences: Sequence[Sequence[int]], min_share: float = MIN_SHARE
+) -> tuple[list[int], float]:
     """The longest token prefix that at least ``min_share`` of ``sequences`` begin with, and that share.
 
     ``min_share`` above one half makes the answer unique: a prefix held by more than half of the sequences
@@ -139,8 +141,9 @@ class CompletionMaskReport:
 
     def __str__(self) -> str:
         return (
-            f"{self.n_fully_trained} of {self.n_items} items train every token; the longest opening shared by "
-            f"{self.min_share:.0%} of them is {self.prefix_length} tokens ({self.prefix_share:.0%} of the items)"
+            f"{self.n_fully_trained} of {self.n_items} items train every token; the longest opening "
+            f"shared by {self.min_share:.0%} of them is {self.prefix_length} tokens "
+            f"({self.prefix_share:.0%} of the items)"
         )
 
     def to_finding(self, step: int = 0, epoch: int | None = None) -> Finding | None:
@@ -149,7 +152,8 @@ class CompletionMaskReport:
             return None
         shown = f' ("{_shorten(self.prefix_text)}")' if self.prefix_text else ""
         message = (
-            f"{self.n_fully_trained} of {self.n_items} training items ({self.trained_fraction:.0%}) have a label on "
+            f"{self.n_fully_trained} of {self.n_items} training items ({self.trained_fraction:.0%}) have a "
+            "label on "
             f"every token, equal to the input, and {self.prefix_share:.0%} of them open with the same "
             f"{self.prefix_length} tokens{shown}: the prompt template is trained along with the completion. "
             "The training loss and perplexity mix the template, which the model learns to copy within a few "
@@ -218,7 +222,9 @@ def check_completion_mask(
     v.check_positive_int("min_prefix", min_prefix)
     if not 0.5 < min_share <= 1.0:
         raise ValueError(f"Expected `min_share` to be in (0.5, 1], but got {min_share!r}.")
-    if len(labels) != len(input_ids) or (attention_mask is not None and len(attention_mask) != len(input_ids)):
+    if len(labels) != len(input_ids) or (
+        attention_mask is not None and len(attention_mask) != len(input_ids)
+    ):
         raise ValueError(
             "Expected `input_ids`, `labels` and `attention_mask` to hold the same number of items, but got "
             f"{len(input_ids)}, {len(labels)} and {'-' if attention_mask is None else len(attention_mask)}."

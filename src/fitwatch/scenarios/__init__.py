@@ -19,6 +19,10 @@ progress bar and ``callbacks=[...]`` adds your own (a progress display of your o
 Scenario names are the keys of :data:`SCENARIOS`; each names its task, data faults, network, recipe,
 injected fault, the finding codes expected and how its onset is defined.
 
+The language-model zoo (GPT-2 fine-tunes on the standard library's docstrings, ``python -m benchmarks.zoo
+--lm``) lives in :mod:`fitwatch.scenarios.lm` (``LM_SCENARIOS``, ``run_lm_scenario``) and
+:mod:`fitwatch.scenarios.lm_data`; it needs transformers, and peft for its LoRA scenario.
+
 This package imports Lightning (and, for the ticket task, transformers); ``import fitwatch`` never imports it.
 """
 
