@@ -160,3 +160,18 @@ def test_detects_failed_runs(progress_known):
     assert None not in hits
     # Progress known: the first evaluation past 25% of 20 (index 4); unknown: the third evaluation (index 2).
     assert sim.median(hits) == (4 if progress_known else 2)
+
+
+def test_two_records_of_one_step_are_one_confirmation():
+    from fitwatch.detect.failed_run import FailedRunDetector
+    from fitwatch.detect.records import EvalRecord
+
+    det = FailedRunDetector()
+    found = []
+    for step in (10, 20, 30):
+        for _ in range(2):  # two evaluation sets (or an eval repeated) at the same step
+            found.append(det.update(EvalRecord(step=step, epoch=0, val={"accuracy": 0.5, "majority_fraction": 0.5},
+                                               progress=0.5)))
+    assert det.streak == 3
+    # Two confirmations: the second record of step 10 is not one; the first record of step 20 is.
+    assert found[:2] == [None, None] and found[2] is not None and found[2].step == 20

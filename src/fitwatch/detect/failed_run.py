@@ -100,6 +100,7 @@ class FailedRunDetector(Detector):
         self.f1_margin = v.check_fraction("f1_margin", f1_margin)
         self.evaluations = 0
         self.streak = 0
+        self.streak_step: int | None = None  # step of the last evaluation counted in the streak
         self.accuracy: list[float | None] = []
 
     def update(self, record: EvalRecord) -> Finding | None:  # type: ignore[override]
@@ -115,7 +116,12 @@ class FailedRunDetector(Detector):
             and majority is not None
             and accuracy <= majority + self.margin
         )
-        self.streak = self.streak + 1 if at_baseline else 0
+        # A confirmation is a later evaluation: two records of one step (two evaluation sets, an evaluation
+        # repeated after a resume) are one look at the model, never two.
+        if not at_baseline:
+            self.streak, self.streak_step = 0, None
+        elif self.streak_step != record.step:
+            self.streak, self.streak_step = self.streak + 1, int(record.step)
         progress = finite_or_none(record.progress)
         late = (
             progress >= self.min_progress
