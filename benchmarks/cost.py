@@ -813,7 +813,7 @@ FIGURES_INTRO = """### Images per evaluation (issue 15)
 
 `python -m benchmarks.cost --figures`: the confusion matrix and the reliability diagram as the TensorBoard sink
 draws them at each evaluation (CPU time of the drawing thread). Before (the figure rebuilt at every call, two panels, one text
-artist per cell), measured the same way at 2 / 10 / 20 classes: confusion matrix 86 / 390 / 1,350 ms, reliability
+artist per cell), wall time on a quieter machine, at 2 / 10 / 20 classes: confusion matrix 86 / 390 / 1,350 ms, reliability
 diagram 130 ms, and 3,800 / 16,900 / 52,300 (+7,500) objects left in reference cycles per evaluation. Now each
 figure is built once per layout and only its data is redrawn (Agg blitting; cell counts stamped from pre-rasterised
 digits); beyond 12 classes the 12 most confused are shown, and a change of that set redraws the tick labels."""
