@@ -418,6 +418,7 @@ class Observer:
     def _audit(self, model: nn.Module, step: int, epoch: int | None) -> None:
         record = audit_model(model, self._optimizers, step=step, epoch=epoch, fingerprints=self._fingerprints,
                              pretrained=self.pretrained, max_steps=self.max_steps)
+        record = dataclasses.replace(record, current_lrs=tuple(float(g.get("lr", 0.0)) for o in self._optimizers for g in o.param_groups))
         if self._initial_lrs:
             record = dataclasses.replace(record, initial_lrs=tuple(self._initial_lrs))
             self._initial_lrs = []

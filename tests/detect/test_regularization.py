@@ -208,6 +208,15 @@ def test_frozen_params_sequence():
     assert FrozenParamsDetector(min_steps=0).update(audit(step=10, unchanged_parameters=["a"])) is not None
 
 
+def test_frozen_params_names_a_zero_learning_rate_as_the_cause():
+    det = FrozenParamsDetector()
+    found = det.update(audit(step=100, unchanged_parameters=["a"], current_lrs=(0.0, 0.0)))
+    assert "The learning rate is 0 in every param group" in found.message
+    assert "receive no update" not in found.message and found.evidence["learning_rates"] == [0.0, 0.0]
+    moving = FrozenParamsDetector().update(audit(step=100, unchanged_parameters=["a"], current_lrs=(1e-3, 0.0)))
+    assert "receive no update" in moving.message
+
+
 def test_frozen_params_state_round_trips():
     records = [audit(step=0, missing_from_optimizer=["m"]), audit(step=50, unchanged_parameters=["m", "x"])]
     straight = ss.findings_of(FrozenParamsDetector(), records)

@@ -106,6 +106,7 @@ class AuditRecord:
         base_lrs: The scheduler's base learning rate of each group (``group["initial_lr"]``), else the
             group's learning rate.
         max_steps: Planned number of optimizer steps, when known.
+        current_lrs: Learning rate of each param group at the audit (0 everywhere: nothing can move).
     """
 
     step: int
@@ -124,3 +125,4 @@ class AuditRecord:
     initial_lrs: Sequence[float] = ()
     base_lrs: Sequence[float] = ()
     max_steps: int | None = None
+    current_lrs: Sequence[float] = ()

@@ -286,6 +286,15 @@ class FrozenParamsDetector(_AuditDetector):
             return None
         shown, evidence = _names(frozen)
         verb = "has" if len(frozen) == 1 else "have"
+        lrs = [float(lr) for lr in record.current_lrs]
+        if lrs and all(lr == 0.0 for lr in lrs):
+            # The cause is the schedule, not the gradients (a resumed scheduler already at its end, lr=0).
+            message = (
+                f"{_plural(len(frozen), 'trainable parameter')} {verb} not changed in {record.step} steps: "
+                f"{shown}. The learning rate is 0 in every param group, so no update can move them (a "
+                f"scheduler restored at or past its end, or a warmup that never starts)."
+            )
+            return message, {"parameters": evidence, "steps": record.step, "learning_rates": lrs}
         message = (
             f"{_plural(len(frozen), 'trainable parameter')} {verb} not changed in {record.step} steps: "
             f"{shown}. They require gradients and sit in the optimizer, but receive no update."
