@@ -15,6 +15,7 @@ the device: no ``compute_metrics`` wiring and no logits kept for the whole evalu
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
 import sys
@@ -34,6 +35,7 @@ from fitwatch.config import FitWatchConfig, resolve_config
 from fitwatch.findings import Finding
 from fitwatch.metrics.audit import looks_pretrained
 from fitwatch.observer import Observer
+from fitwatch.runs import next_version
 from fitwatch.sinks.base import Sink
 from fitwatch.sinks.jsonl import JsonlSink
 from fitwatch.sinks.tensorboard import TensorBoardSink
@@ -114,6 +116,20 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._data_checked = False
 
     # ------------------------------------------------------------------ public
+    @classmethod
+    def of(cls, trainer: Any) -> FitWatchCallback:
+        """The live callback of ``trainer``. The Trainer rebuilds its callbacks from the checkpoint when it
+        resumes (``restore_callback_states_from_checkpoint=True``), so the instance passed to it is not the one
+        that ran; this one holds the run's findings and history.
+
+        Raises:
+            ValueError: If ``trainer`` has no ``FitWatchCallback``.
+        """
+        for callback in getattr(getattr(trainer, "callback_handler", None), "callbacks", []):
+            if isinstance(callback, cls):
+                return callback
+        raise ValueError(f"Expected a Trainer with a {cls.__name__} among its callbacks, but found none.")
+
     @property
     def findings(self) -> list[Finding]:
         """Every cause found so far (its latest state), in the order first raised."""
@@ -181,11 +197,13 @@ class FitWatchCallback(TrainerCallback, ExportableState):
             sinks.append(TensorBoardSink(lambda: writer, prefix=self.config.tag_prefix, images=self.config.images, own_writer=False))
         else:
             env = os.getenv("TENSORBOARD_LOGGING_DIR")
-            run_dir = self.log_dir or (Path(env).expanduser() if env else Path(args.output_dir) / "runs" / "fitwatch")
+            run_dir = self.log_dir or self.run_dir or (
+                Path(env).expanduser() if env else next_version(Path(args.output_dir) / "runs" / "fitwatch"))
             sinks.append(TensorBoardSink.for_directory(run_dir, prefix=self.config.tag_prefix, images=self.config.images))
         sinks.append(JsonlSink(run_dir, findings_file=self.config.findings_file))
         self.run_dir = Path(run_dir)
         self.observer.set_sinks(sinks)
+        logging.getLogger("fitwatch").info("fitwatch: writing to %s", self.run_dir)
 
     # ------------------------------------------------------------------ capture
     def _capture(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:

@@ -13,8 +13,10 @@ Predictions come from the step outputs: ``training_step`` / ``validation_step`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from fitwatch.config import FitWatchConfig, resolve_config
 from fitwatch.findings import Finding
 from fitwatch.metrics.audit import looks_pretrained
 from fitwatch.observer import Observer
+from fitwatch.runs import next_version
 from fitwatch.sinks.base import Sink
 from fitwatch.sinks.jsonl import JsonlSink
 from fitwatch.sinks.tensorboard import TensorBoardSink
@@ -176,7 +179,9 @@ class FitWatch(Callback):
         self.extract = extract
         self.describe = describe
         self.log_dir = None if log_dir is None else Path(log_dir)
+        self.on_finding = on_finding
         self.observer = Observer(self.config, on_finding=on_finding)
+        self._trainer: weakref.ref[pl.Trainer] | None = None
         self._sinks_ready = False
         self.run_dir: Path | None = None
         self._last_step = -1
@@ -200,8 +205,22 @@ class FitWatch(Callback):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        known = self._trainer() if self._trainer is not None else None
+        if known is not None and known is not trainer:
+            # The instance is reused in another Trainer: that is another run, with its own folder and history.
+            self._new_run()
+        self._trainer = weakref.ref(trainer)
         # What a Hugging Face model inside the module says about the task (a causal LM head, a regressor).
         self.observer.inspect_model(pl_module)
+
+    def _new_run(self) -> None:
+        self.observer.end()
+        self.observer = Observer(self.config, on_finding=self.on_finding)
+        self._sinks_ready = False
+        self.run_dir = None
+        self._last_step = -1
+        self._checked = set()
+        self._data_checked = False
 
     def _setup_sinks(self, trainer: pl.Trainer) -> None:
         if self._sinks_ready:
@@ -216,11 +235,14 @@ class FitWatch(Callback):
             run_dir = Path(self.log_dir or tb.log_dir)
             sinks.append(TensorBoardSink(lambda: tb.experiment, prefix=self.config.tag_prefix, images=self.config.images, own_writer=False))
         else:
-            run_dir = Path(self.log_dir or Path(trainer.default_root_dir) / "fitwatch")
+            # fitwatch's own TensorBoard run, versioned as Lightning versions its loggers' folders, so that two
+            # runs never share event files, findings or history.
+            run_dir = Path(self.log_dir) if self.log_dir is not None else next_version(Path(trainer.default_root_dir) / "fitwatch")
             sinks.append(TensorBoardSink.for_directory(run_dir, prefix=self.config.tag_prefix, images=self.config.images))
         sinks.append(JsonlSink(run_dir, findings_file=self.config.findings_file))
         self.run_dir = run_dir
         self.observer.set_sinks(sinks)
+        logging.getLogger("fitwatch").info("fitwatch: writing to %s", run_dir)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._setup_sinks(trainer)
@@ -353,6 +375,7 @@ class FitWatch(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
+        state["_trainer"] = None
         state["_sinks_ready"] = False  # writers and files are reopened where the copy runs
         state["_data_checked"] = False
         return state

@@ -157,3 +157,24 @@ def test_step_based_validation_keeps_every_batch_since_the_last_evaluation(tmp_p
     assert steps[:2] == [25, 50]
     # The training window of the evaluation at step 50: 25 batches of 32, across an epoch boundary.
     assert cb.history["health/samples/train"][1] == (50, 800.0)
+
+
+def test_runs_without_a_tensorboard_logger_get_their_own_folders(tmp_path):
+    train, val = loaders(n_train=256)
+    first, second = FitWatch(), FitWatch()
+    trainer(tmp_path, [first], max_epochs=1, logger=False).fit(DigitsMLP(), train, val)
+    trainer(tmp_path, [second], max_epochs=1, logger=False).fit(DigitsMLP(), train, val)
+    assert first.run_dir == tmp_path / "fitwatch" / "version_0"
+    assert second.run_dir == tmp_path / "fitwatch" / "version_1"
+    assert len(list(first.run_dir.glob("events.out.tfevents.*"))) == 1
+
+
+def test_a_reused_callback_starts_a_new_run(tmp_path):
+    train, val = loaders(n_train=256)
+    cb = FitWatch()
+    trainer(tmp_path, [cb], max_epochs=2, logger=False).fit(DigitsMLP(), train, val)
+    first_dir = cb.run_dir
+    assert [s for s, _ in cb.history["performance/accuracy/val"]] == [8, 16]
+    trainer(tmp_path, [cb], max_epochs=1, logger=False).fit(DigitsMLP(), train, val)
+    assert cb.run_dir != first_dir
+    assert [s for s, _ in cb.history["performance/accuracy/val"]] == [8]  # a fresh history, not steps restarting
