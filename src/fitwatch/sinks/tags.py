@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["SECTIONS", "SPLITS", "TagParts", "parse_tag", "sanitize", "tag"]
+__all__ = ["SECTIONS", "SPLITS", "TagParts", "is_split", "parse_tag", "sanitize", "tag"]
 
 #: Dashboard sections, in the order the custom-scalars layout shows them.
 SECTIONS = (
@@ -37,7 +37,17 @@ SECTIONS = (
     "findings",  # count of findings, one track per code
     "data",  # data checks (duplicates, label shift, clean-subset metrics)
 )
-SPLITS = ("train", "val", "val_clean")
+SPLITS = ("train", "val", "val_clean", "val_start", "eval", "test")
+#: Other evaluation sets of a fit are ``val_<name>`` (a second Lightning dataloader, an HF ``eval_dataset`` dict).
+
+
+def is_split(name: str) -> bool:
+    """Whether ``name`` is a split: one of :data:`SPLITS`, or ``val_<name>`` for another evaluation set.
+
+    >>> is_split("val_ood"), is_split("cat")
+    (True, False)
+    """
+    return name in SPLITS or (name.startswith("val_") and sanitize(name) == name)
 
 _UNSAFE = re.compile(r"[^\w.\-]+")
 
@@ -55,7 +65,7 @@ def tag(section: str, metric: str, *, subject: str | None = None, split: str | N
     """Build a tag. Raises ``ValueError`` on an unknown section or split (a bug, not user input)."""
     if section not in SECTIONS:
         raise ValueError(f"Expected `section` to be one of {SECTIONS}, but got {section!r}.")
-    if split is not None and split not in SPLITS:
+    if split is not None and not is_split(split):
         raise ValueError(f"Expected `split` to be one of {SPLITS}, but got {split!r}.")
     parts = [section, metric]
     if subject is not None:
@@ -81,8 +91,8 @@ def parse_tag(name: str, prefix: str = "") -> TagParts | None:
     parts = name.split("/")
     if len(parts) < 2 or parts[0] not in SECTIONS:
         return None
-    split = parts.pop() if len(parts) > 2 and parts[-1] in SPLITS else None
-    if len(parts) == 2 and parts[1] in SPLITS and split is None:
+    split = parts.pop() if len(parts) > 2 and is_split(parts[-1]) else None
+    if len(parts) == 2 and is_split(parts[1]) and split is None:
         return None
     subject = "/".join(parts[2:]) if len(parts) > 2 else None
     return TagParts(parts[0], parts[1], subject, split)
