@@ -88,7 +88,7 @@ class FitWatchCallback(TrainerCallback, ExportableState):
             "n_bins": n_bins,
             "log_every_n_steps": log_every_n_steps,
             "diag_every_n_steps": diag_every_n_steps,
-            "stop_on": None if stop_on is None else list(stop_on),
+            "stop_on": None if stop_on is None else ([stop_on] if isinstance(stop_on, str) else list(stop_on)),
             "log_dir": None if log_dir is None else str(log_dir),
         }
         self.config = resolve_config(
@@ -99,7 +99,7 @@ class FitWatchCallback(TrainerCallback, ExportableState):
             n_bins=n_bins,
             log_every_n_steps=log_every_n_steps,
             diag_every_n_steps=diag_every_n_steps,
-            stop_on=None if stop_on is None else tuple(stop_on),
+            stop_on=None if stop_on is None else ((stop_on,) if isinstance(stop_on, str) else tuple(stop_on)),
         )
         self.on_finding = _resolve_hook(on_finding)
         self.log_dir = None if log_dir is None else Path(log_dir)

@@ -172,7 +172,7 @@ class FitWatch(Callback):
             n_bins=n_bins,
             log_every_n_steps=log_every_n_steps,
             diag_every_n_steps=diag_every_n_steps,
-            stop_on=None if stop_on is None else tuple(stop_on),
+            stop_on=None if stop_on is None else ((stop_on,) if isinstance(stop_on, str) else tuple(stop_on)),
         )
         if extract is not None and not callable(extract):
             raise TypeError(f"Expected `extract` to be a callable (batch, outputs) -> (logits, target), but got {extract!r}.")

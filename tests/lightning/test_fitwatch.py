@@ -270,12 +270,19 @@ def test_resume_continues_history_without_gaps_or_duplicates(tmp_path):
     assert lr_steps == sorted(set(lr_steps)) and lr_steps == list(range(4, 25, 4))
 
 
-def test_state_dict_round_trip_and_pickling(fitted):
+def test_state_dict_round_trip_and_pickling(fitted, tmp_path):
     cb = fitted[0]
+    state = cb.state_dict()
     clone = FitWatch(class_names=CLASS_NAMES)
-    clone.load_state_dict(cb.state_dict())
-    assert clone.history == cb.history
+    clone.load_state_dict(state)
+    assert clone.history == cb.history  # read back whole from the run's history file, named in the state
     assert [f.key for f in clone.findings] == [f.key for f in cb.findings]
+    # Without the file, a loaded clone keeps the bounded tails the checkpoint holds.
+    tail = cb.observer.monitor.history_tail
+    orphan = FitWatch(class_names=CLASS_NAMES)
+    orphan.load_state_dict({**state, "observer": {**state["observer"], "monitor": {**state["observer"]["monitor"],
+                                                                                  "history_file": str(tmp_path / "gone.jsonl")}}})
+    assert orphan.history == {k: v[-tail:] for k, v in cb.history.items()}
     restored = pickle.loads(pickle.dumps(cb))
     assert restored.history == cb.history
     import json

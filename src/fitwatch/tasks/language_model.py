@@ -34,13 +34,16 @@ __all__ = ["TRAIN_TOKENS_PER_BATCH", "LanguageModelState", "TokenStatistics", "t
 
 #: Training batches are reduced on at most about this many positions (an evenly strided subset whose offset
 #: turns with each batch, so every position is visited over a window). The training loss always comes from
-#: the model's own loss over every token; the subset only feeds token accuracy and calibration, where a few
-#: thousand tokens per logging window pin the numbers to well under a point, at a fraction of a pass over
-#: ``[tokens x vocabulary]`` per step. Validation batches are reduced on every position.
-TRAIN_TOKENS_PER_BATCH = 512
+#: the model's own loss over every token; the subset only feeds token accuracy and calibration, where the
+#: thousands of tokens of an evaluation's training window pin the numbers to about a point. The reduction
+#: costs one log-sum-exp and one top-5 over ``[positions x vocabulary]`` (on one CPU thread ~70 ms at 512 x 32k,
+#: ~18 ms at 128): against a step whose own loss and its backward pass over every token cost several times
+#: that, 128 keeps the training step within a few percent. Validation batches are reduced on every position.
+TRAIN_TOKENS_PER_BATCH = 128
 _TOP_K = 5
 # Health counters, in this order (as the classification accumulator's, so the health series line up).
 _HEALTH = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batches")
+_FOLD_EVERY = 32
 # [correct, correct_top5, nll, loss_sum, loss_weight, tokens]
 _SUMS = ("correct", "correct_top5", "nll", "loss_sum", "loss_weight", "tokens")
 
@@ -155,6 +158,8 @@ class LanguageModelState:
         self._sums: Tensor | None = None
         self._health: Tensor | None = None
         self._offset = 0
+        # Reduced batches waiting to be added in one pass (a few dozen small kernels per fold, not per batch).
+        self._pending: list[tuple[TokenStatistics, Tensor | float | None]] = []
 
     @property
     def initialized(self) -> bool:
@@ -179,9 +184,38 @@ class LanguageModelState:
         stats = token_statistics(logits, target, shift=self.shift, ignore_index=self.ignore_index, stride=stride,
                                  offset=self._offset)
         self._offset += 1
-        self._add(stats, loss)
+        held = loss.detach().clone() if isinstance(loss, Tensor) else loss  # the caller may scale it in place
+        self._pending.append((stats, held))
+        if len(self._pending) >= _FOLD_EVERY:
+            self._fold()
 
-    def _add(self, stats: TokenStatistics, loss: Tensor | float | None) -> None:
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        if len(pending) == 1:
+            self._add(*pending[0])
+            return
+        device = self._sums.device  # type: ignore[union-attr]
+        fields = {name: torch.cat([getattr(p[0], name) for p in pending]) for name in
+                  ("confidence", "log_odds", "correct", "correct_top5", "nll", "weight")}
+        stats = TokenStatistics(**fields, nonfinite=torch.stack([p[0].nonfinite for p in pending]).sum(),
+                                invalid=torch.stack([p[0].invalid for p in pending]).sum())
+        losses = [p[1] for p in pending]
+        if all(loss is None for loss in losses):
+            self._add(stats, None)
+            return
+        # Each batch's mean loss weighs by its own counted tokens.
+        counts = torch.stack([p[0].weight.sum() for p in pending]).to(torch.float64)
+        values = torch.stack([
+            (loss.detach().reshape(-1)[0] if isinstance(loss, Tensor) else torch.tensor(0.0 if loss is None else float(loss)))
+            .to(device, torch.float64) for loss in losses
+        ])
+        has = torch.tensor([loss is not None for loss in losses], device=device)
+        self._add(stats, None, losses=(values, torch.where(has, counts, 0.0)))
+
+    def _add(self, stats: TokenStatistics, loss: Tensor | float | None, *,
+             losses: tuple[Tensor, Tensor] | None = None) -> None:
         assert self._calibration is not None and self._sums is not None and self._health is not None
         dtype = self._sums.dtype
         w = stats.weight.to(dtype)
@@ -194,7 +228,13 @@ class LanguageModelState:
         loss_sum = torch.zeros((), dtype=dtype, device=self._sums.device)
         loss_weight = torch.zeros((), dtype=dtype, device=self._sums.device)
         nonfinite_loss = torch.zeros((), dtype=torch.long, device=self._sums.device)
-        if loss is not None:
+        if losses is not None:
+            values, counts = losses[0].to(dtype), losses[1].to(dtype)
+            ok = torch.isfinite(values) & (counts > 0)
+            loss_sum = torch.where(ok, values * counts, 0.0).sum()
+            loss_weight = torch.where(ok, counts, 0.0).sum()
+            nonfinite_loss = (~torch.isfinite(values) & (counts > 0)).sum()
+        elif loss is not None:
             value = (loss.detach().to(self._sums.device).reshape(-1)[0].to(dtype) if isinstance(loss, Tensor)
                      else torch.tensor(float(loss), dtype=dtype, device=self._sums.device))
             ok = torch.isfinite(value)
@@ -210,6 +250,7 @@ class LanguageModelState:
     def tensors(self) -> list[Tensor]:
         if not self.initialized:
             return []
+        self._fold()
         assert self._calibration is not None
         return [*self._calibration.tensors(), self._sums, self._health]  # type: ignore[list-item]
 
@@ -217,6 +258,7 @@ class LanguageModelState:
         """Read the states back (one transfer) and compute the split's numbers."""
         if not self.initialized:
             return SplitResult(summary={}, per_class={})
+        self._fold()
         assert self._calibration is not None and self._sums is not None and self._health is not None
         sums = dict(zip(_SUMS, self._sums.detach().cpu().tolist()))
         tokens = sums["tokens"]
@@ -239,6 +281,7 @@ class LanguageModelState:
         return SplitResult(summary=summary, per_class={}, reliability=self._calibration.reliability(), confusion=None)
 
     def reset(self) -> None:
+        self._pending = []
         for t in self.tensors():
             t.zero_()
 
