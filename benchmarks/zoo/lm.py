@@ -50,6 +50,8 @@ def run_lm_one(name: str, seed: int, quick: bool = False) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="lightning")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing`.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         result = run_lm_scenario(name, seed=seed, quick=quick)
     out = result.to_dict()
     out["expected_text"] = result.scenario.expected_text
@@ -111,13 +113,22 @@ def render_lm(runs: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> 
     """The classifier zoo's table and summary for the LM runs, then the loss curves of each run."""
     from benchmarks.zoo.report import render
 
-    lines = [render(runs, summary)]
-    agreement = [d for r in runs for d in (r.get("loss_agreement") or {}).values() if d is not None]
-    if agreement:
-        lines.append(
-            f"- FitWatch's token-mean loss series against the run's own (every evaluation, both splits): "
-            f"largest difference {max(agreement):.2g}."
+    table = render(runs, summary)
+    diffs = {
+        split: [d for r in runs if (d := (r.get("loss_agreement") or {}).get(split)) is not None]
+        for split in ("val", "train")
+    }
+    if any(diffs.values()):
+        agreement = (
+            "- FitWatch's token-mean losses against the run's own, largest difference over every evaluation: "
+            + ", ".join(
+                f"{'validation' if k == 'val' else 'training'} {max(v):.2g}" for k, v in diffs.items() if v
+            )
+            + "."
         )
+        head, sep, tail = table.partition("\n\nWhat the data faults did")
+        table = head + "\n" + agreement + sep + tail
+    lines = [table]
     lines += [
         "",
         "The runs' own token-mean losses (computed outside FitWatch; what each fault does to the curves):",

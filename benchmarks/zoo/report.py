@@ -253,6 +253,8 @@ def data_facts_text(facts: Mapping[str, Any]) -> str:
 
     >>> data_facts_text({"duplicate_fraction": 0.25, "val_accuracy": 0.9, "val_clean_accuracy": 0.87})
     '25.0% of validation has a copy in training; final validation accuracy 0.900, 0.870 on the part with no copy (+3.0 points of inflation)'
+    >>> data_facts_text({"duplicate_fraction": 0.2, "val_loss": 5.40, "val_clean_loss": 5.45})
+    '20.0% of validation has a copy in training; final validation loss 5.400, 5.450 on the part with no copy (+0.050 hidden by the copies)'
     >>> data_facts_text({"flipped": 300, "listed": 20, "precision_at_listed": 0.9, "precision_at_flipped": 0.7})
     '300 training labels flipped; 18 of the 20 suspects named are flipped (precision 0.90); precision at 300 (the 300 lowest areas under the margin) 0.70'
     """
@@ -264,6 +266,12 @@ def data_facts_text(facts: Mapping[str, Any]) -> str:
             part += (
                 f"; final validation accuracy {acc:.3f}, {clean:.3f} on the part with no copy "
                 f"({100 * (acc - clean):+.1f} points of inflation)"
+            )
+        loss, clean_loss = facts.get("val_loss"), facts.get("val_clean_loss")
+        if acc is None and loss is not None and clean_loss is not None:
+            part += (
+                f"; final validation loss {loss:.3f}, {clean_loss:.3f} on the part with no copy "
+                f"({clean_loss - loss:+.3f} hidden by the copies)"
             )
         parts.append(part)
     if facts.get("val_not_later_fraction") is not None:

@@ -596,7 +596,8 @@ def _lm_onset(
 
 
 def _lm_facts(result: ScenarioResult, data: LMData) -> dict[str, Any]:
-    """The data faults in numbers, and how far FitWatch's loss series are from the run's own."""
+    """What the data faults did, in numbers: with duplicates, how many, and the final validation loss on the
+    whole set and on its part with no copy in training (FitWatch's ``val_clean`` split)."""
     facts: dict[str, Any] = {}
     if data.duplicated:
         facts["duplicated"] = data.duplicated
@@ -604,11 +605,4 @@ def _lm_facts(result: ScenarioResult, data: LMData) -> dict[str, Any]:
         for name in ("val_loss", "val_clean_loss"):
             values = [x for x in result.series[name] if math.isfinite(x)]
             facts[name] = values[-1] if values else None
-    gaps = [
-        abs(a - b)
-        for a, b in zip(result.series["val_loss"], result.series["raw_val_loss"])
-        if math.isfinite(a) and math.isfinite(b)
-    ]
-    if gaps:
-        facts["val_loss_max_abs_diff"] = max(gaps)
     return facts
