@@ -114,6 +114,7 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._staged: tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None] | None = None
         self._train_dataset: Any = None
         self._data_checked = False
+        self._primary_eval: str | None = None  # name of the fit's first evaluation set ("" for a single one)
 
     # ------------------------------------------------------------------ public
     @classmethod
@@ -356,10 +357,32 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         observer = self._observer(model)
         self._setup_sinks(args, state)
         observer.flush_step()
-        observer.end_evaluation(step=state.global_step, epoch=_epoch(state), training=self._training)
+        split = self._evaluation_split(state, metrics)
+        observer.end_evaluation(step=state.global_step, epoch=_epoch(state), training=self._training and split == "val",
+                                split=split, source="val")
         if self.config.stop_on and observer.any_rank(observer.monitor.should_stop):
             control.should_training_stop = True
         return control
+
+    def _evaluation_split(self, state: TrainerState, metrics: Mapping[str, float] | None) -> str:
+        """Which series an evaluation belongs to, from the prefix the Trainer gave its metrics: the first
+        evaluation set of the fit is ``val`` (the detectors judge it), the other sets of an ``eval_dataset``
+        dict are ``val_<name>``, ``eval_on_start`` is ``val_start``, ``evaluate()`` outside training is ``eval``
+        and a ``test`` prefix is ``test``."""
+        from fitwatch.sinks.tags import sanitize
+
+        prefix = next((k[: -len("_runtime")] for k in (metrics or {}) if k.endswith("_runtime")), "eval")
+        name = prefix[len("eval_"):] if prefix.startswith("eval_") else ("" if prefix == "eval" else prefix)
+        if prefix.startswith("test"):
+            return "test"
+        if not self._training:
+            return "eval" if not name else f"val_eval_{sanitize(name)}"
+        if self._primary_eval is None:
+            self._primary_eval = name
+        primary = name == self._primary_eval
+        if state.global_step == 0:  # before the first step: a baseline, not a point of the training curve
+            return "val_start" if primary else f"val_start_{sanitize(name)}"
+        return "val" if primary else f"val_{sanitize(name)}"
 
     def on_predict(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: Any = None, **kwargs: Any) -> None:
         # trainer.predict() runs the same forward: its batches are not a validation, so they are dropped.

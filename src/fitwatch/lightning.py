@@ -105,6 +105,21 @@ def _length(dataset: Any) -> int | None:
         return None
 
 
+def _split(trainer: pl.Trainer, dataloader_idx: int) -> str:
+    """The series an evaluation batch belongs to: ``val`` for the first validation dataloader of a fit, ``val_<name>``
+    for the others (the key of a dict of dataloaders, else the index), ``eval`` for ``validate()`` outside fit,
+    ``test`` for ``test()``."""
+    from fitwatch.sinks.tags import sanitize
+
+    fn = str(getattr(trainer.state.fn, "value", trainer.state.fn))
+    base = {"fit": "val", "validate": "eval", "test": "test"}.get(fn, "eval")
+    if dataloader_idx == 0:
+        return base
+    loaders = trainer.test_dataloaders if base == "test" else trainer.val_dataloaders
+    name = list(loaders)[dataloader_idx] if isinstance(loaders, Mapping) and dataloader_idx < len(loaders) else dataloader_idx
+    return f"val_{sanitize(str(name))}" if base == "val" else f"val_{base}_{sanitize(str(name))}"
+
+
 def _validates(trainer: pl.Trainer) -> bool:
     """Whether this fit runs a validation loop at all."""
     try:
@@ -187,6 +202,7 @@ class FitWatch(Callback):
         self._last_step = -1
         self._checked: set[str] = set()
         self._data_checked = False
+        self._splits: list[str] = []  # evaluation sets seen since the last evaluation ended
 
     # ------------------------------------------------------------------ public
     @property
@@ -221,6 +237,7 @@ class FitWatch(Callback):
         self._last_step = -1
         self._checked = set()
         self._data_checked = False
+        self._splits = []
 
     def _setup_sinks(self, trainer: pl.Trainer) -> None:
         if self._sinks_ready:
@@ -310,21 +327,51 @@ class FitWatch(Callback):
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        if trainer.sanity_checking or dataloader_idx != 0:
+        if trainer.sanity_checking:
             return
-        pair = self._extract(batch, outputs, "validation_step")
+        self._eval_batch(trainer, outputs, batch, dataloader_idx, "validation_step")
+
+    def _eval_batch(self, trainer: pl.Trainer, outputs: Any, batch: Any, dataloader_idx: int, where: str) -> None:
+        split = _split(trainer, dataloader_idx)
+        if split not in self._splits:
+            self._splits.append(split)
+        pair = self._extract(batch, outputs, where)
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs if isinstance(outputs, Tensor) else None
         if pair is not None:
-            loss = outputs.get("loss") if isinstance(outputs, Mapping) else None
-            self.observer.eval_batch(*pair, loss)
+            self.observer.eval_batch(*pair, loss, split=split)
+        elif isinstance(loss, Tensor):
+            self.observer.eval_batch(None, None, loss, split=split)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        self._end_evaluations(trainer)
         fitting = trainer.state.fn == "fit"
-        self.observer.end_evaluation(step=trainer.global_step, epoch=trainer.current_epoch, training=fitting)
         if fitting and self.config.stop_on:
             should_stop = trainer.strategy.reduce_boolean_decision(self.observer.monitor.should_stop, all=False)
             trainer.should_stop = trainer.should_stop or should_stop
+
+    def _end_evaluations(self, trainer: pl.Trainer) -> None:
+        """Close every evaluation set seen since the last call: the fit's primary validation (``val``) feeds the
+        detectors; other dataloaders, ``validate()`` outside fit and ``test()`` get their own series."""
+        fitting = trainer.state.fn == "fit"
+        splits, self._splits = self._splits or [_split(trainer, 0)], []
+        if fitting and "val" not in splits:
+            splits.insert(0, "val")  # the primary evaluation runs (and reads its window) even if it saw no batch
+        for split in sorted(splits, key=lambda name: name != "val"):
+            self.observer.end_evaluation(step=trainer.global_step, epoch=trainer.current_epoch, training=fitting, split=split)
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._eval_batch(trainer, outputs, batch, dataloader_idx, "test_step")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._setup_sinks(trainer)
+        self._end_evaluations(trainer)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._setup_sinks(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.observer.end()  # flush what was seen and close the writers; the exception goes on

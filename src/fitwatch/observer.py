@@ -102,6 +102,10 @@ class Observer:
         self.val = self._placeholder()
         # Loss-only evaluation (a model that returns no logits): [sum of batch mean losses x weight, weight].
         self._val_loss: Tensor | None = None
+        # Evaluations that are not the fit's primary validation (other sets, eval_on_start, validate()/evaluate()
+        # outside fit, test()): their states and loss-only sums by split. Summarised, never fed to detectors.
+        self._others: dict[str, Any] = {}
+        self._other_loss: dict[str, Tensor] = {}
         self._window_loss = [0.0, 0]  # training step losses read at logging steps since the last evaluation
         self.log_every_n_steps = config.log_every_n_steps or 50
         self.max_steps: int | None = None
@@ -431,17 +435,27 @@ class Observer:
 
     # ------------------------------------------------------------------ evaluation
     def eval_batch(self, logits: Tensor | None, target: Tensor | None, loss: Tensor | float | None,
-                   *, loss_weight: Tensor | None = None) -> None:
-        """One evaluation batch; without logits (a model that returns only its loss) only the loss counts."""
+                   *, loss_weight: Tensor | None = None, split: str = "val") -> None:
+        """One evaluation batch of ``split`` (``"val"``: the fit's primary validation set); without logits (a model
+        that returns only its loss) only the loss counts."""
         if logits is None or target is None or not self._resolve(logits, target, loss):
             if loss is not None:
                 value = torch.as_tensor(loss).detach().double().reshape(-1)[0]
                 weight = torch.ones((), dtype=torch.float64, device=value.device) if loss_weight is None else loss_weight.detach().double().to(value.device)
                 pair = torch.stack([torch.where(weight > 0, value * weight, 0.0), weight])
-                self._val_loss = pair if self._val_loss is None or self._val_loss.device != pair.device else self._val_loss + pair
+                if split == "val":
+                    self._val_loss = pair if self._val_loss is None or self._val_loss.device != pair.device else self._val_loss + pair
+                else:
+                    known = self._other_loss.get(split)
+                    self._other_loss[split] = pair if known is None or known.device != pair.device else known + pair
             return
         if self.channels_first:
             logits = logits.movedim(1, -1)
+        if split != "val":
+            if split not in self._others:
+                self._others[split] = self._clean_state()
+            self._others[split].update(logits, target, loss)
+            return
         self.val.update(logits, target, loss)
         if not (self._positions_known and (self._duplicate_mask is not None or self._mistakes is not None)):
             return
@@ -467,12 +481,23 @@ class Observer:
         step: int,
         epoch: int | None,
         training: bool = True,
+        split: str = "val",
+        source: str | None = None,
     ) -> list[Finding]:
         """Reduce, compute and log validation and training-interval metrics; run the detectors.
 
         Every rank must call it (the reduction is a collective). ``training=False`` for an evaluation outside
         ``fit`` (``trainer.validate()``, ``trainer.evaluate()``). Returns the findings of this evaluation.
+
+        Only the fit's primary validation (``split="val"``) feeds the detectors and takes the training window;
+        any other ``split`` (``"val_<name>"``, ``"val_start"``, ``"eval"``, ``"test"``) is summarised under its own
+        series. ``source`` names the split whose batches it reads, when they were accumulated as another one
+        (the HF Trainer names its evaluation set only at its end).
         """
+        source = source or split
+        if split != "val" or source != "val":
+            self._summarise(split, source, step)
+            return []
         self.val.sync()
         self.train.sync()
         val_loss = self._reduced_val_loss()
@@ -547,9 +572,38 @@ class Observer:
         self._train_flushed = True
         return findings
 
+    def _summarise(self, split: str, source: str, step: int) -> None:
+        """Log an evaluation that is not the fit's primary validation under ``split``; no detector sees it."""
+        if source == "val":
+            state, loss = self.val, self._reduced_val_loss()
+            self._val_position = 0
+            if self.val_clean is not None:
+                self.val_clean.reset()
+            if self._mistakes is not None:
+                self._mistakes.reset()
+        else:
+            state, loss = self._others.get(source), self._reduced_loss(self._other_loss.pop(source, None))
+        prefix = self.config.tag_prefix
+        if state is not None:
+            state.sync()
+        if state is not None and state.initialized:
+            result = state.compute()
+            if result.summary.get("batches"):
+                names = self.class_names()
+                self._log_split(result, split, step, names, rank_by=result)
+                reliability = result.reliability if "residual_edges" not in result.reliability else {}
+                self.monitor.details(EvaluationDetails(split=split, class_names=names, confusion=result.confusion,
+                                                       reliability=reliability, per_class=result.per_class), step)
+            state.reset()
+        elif loss is not None:
+            self.monitor.log({tag("performance", k, split=split, prefix=prefix): v for k, v in self._loss_summary(loss).items()}, step)
+
     def _reduced_val_loss(self) -> float | None:
         """The loss-only evaluation's mean loss, summed over ranks (a collective when distributed); resets it."""
         pair, self._val_loss = self._val_loss, None
+        return self._reduced_loss(pair)
+
+    def _reduced_loss(self, pair: Tensor | None) -> float | None:
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             device = pair.device if pair is not None else _collective_device()

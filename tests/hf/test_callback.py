@@ -134,7 +134,7 @@ def test_own_writer_without_report_to(tmp_path, event_tags):
     trainer = Trainer(model=sequence_model(), args=args(tmp_path, num_train_epochs=1, report_to=[]),
                       train_dataset=SequenceData(64, seed=0), eval_dataset=SequenceData(32, seed=1), callbacks=[cb])
     trainer.train()
-    assert cb.run_dir == tmp_path / "runs" / "fitwatch"
+    assert cb.run_dir == tmp_path / "runs" / "fitwatch" / "version_0"
     assert "performance/accuracy/val" in event_tags(cb.run_dir)["scalars"]
 
 

@@ -231,9 +231,9 @@ def test_custom_extract_and_own_writer_without_tensorboard_logger(tmp_path, even
     cb = FitWatch(extract=extract)
     train, val = loaders(n_train=128)
     trainer(tmp_path, [cb], max_epochs=1, logger=False).fit(DigitsMLP(), train, val)
-    assert cb.run_dir == tmp_path / "fitwatch"
-    assert "per_class/recall/0/val" in event_tags(tmp_path / "fitwatch")["scalars"]
-    assert (tmp_path / "fitwatch" / "history.json").exists()
+    assert cb.run_dir == tmp_path / "fitwatch" / "version_0"
+    assert "per_class/recall/0/val" in event_tags(tmp_path / "fitwatch" / "version_0")["scalars"]
+    assert (tmp_path / "fitwatch" / "version_0" / "history.json").exists()
 
 
 def test_extract_that_raises_skips_the_batch_with_one_warning(tmp_path):

@@ -178,3 +178,32 @@ def test_a_reused_callback_starts_a_new_run(tmp_path):
     trainer(tmp_path, [cb], max_epochs=1, logger=False).fit(DigitsMLP(), train, val)
     assert cb.run_dir != first_dir
     assert [s for s, _ in cb.history["performance/accuracy/val"]] == [8]  # a fresh history, not steps restarting
+
+
+def test_evaluations_outside_the_fit_get_their_own_series(tmp_path):
+    train, val = loaders()
+    g = torch.Generator().manual_seed(3)
+    other = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X[:200], torch.randint(0, 10, (200,), generator=g)), batch_size=64)
+    class TwoSets(DigitsMLP):
+        def validation_step(self, batch, batch_idx, dataloader_idx=0):
+            return super().validation_step(batch, batch_idx)
+
+        def test_step(self, batch, batch_idx):
+            return super().validation_step(batch, batch_idx)
+
+    cb = FitWatch()
+    t = trainer(tmp_path, [cb], max_epochs=2, logger=False)
+    model = TwoSets(lr=5e-3)
+    t.fit(model, train, [val, other])
+    val_steps = [s for s, _ in cb.history["performance/accuracy/val"]]
+    assert val_steps == [38, 76] and [s for s, _ in cb.history["performance/accuracy/val_1"]] == [38, 76]
+    findings_before = {f.key for f in cb.findings}
+    t.validate(model, other)  # random labels: a collapse-looking set, outside the fit
+    t.test(model, val)
+    assert [s for s, _ in cb.history["performance/accuracy/val"]] == val_steps  # the fit's series untouched
+    assert len(cb.history["performance/accuracy/eval"]) == 1 and len(cb.history["performance/accuracy/test"]) == 1
+    model.eval()
+    with torch.no_grad():
+        pred = model(X[:200]).argmax(1)
+    assert cb.history["performance/accuracy/eval"][0][1] == pytest.approx(float((pred == other.dataset.tensors[1]).float().mean()))
+    assert {f.key for f in cb.findings} == findings_before  # no detector saw them
