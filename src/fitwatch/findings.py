@@ -198,6 +198,9 @@ class Finding:
         hint: What to do about it; defaults to the catalogue's action.
         subject: What the finding is about when one code can have several causes at once
             (a class name, a layer, a param group); ``""`` otherwise. ``(code, subject)`` identifies a cause.
+        resolved_step: The step from which the condition no longer held (the run recovered), or ``None`` while
+            it holds. Only findings about a state the run can leave are ever resolved (a failed run, a class
+            never predicted); findings about what happened (no warmup, a duplicate) stand.
     """
 
     code: str
@@ -208,6 +211,11 @@ class Finding:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     hint: str = ""
     subject: str = ""
+    resolved_step: int | None = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolved_step is not None
 
     def __post_init__(self) -> None:
         spec_for(self.code)
@@ -239,6 +247,7 @@ class Finding:
             "message": self.message,
             "evidence": dict(self.evidence),
             "hint": self.hint,
+            **({"resolved_step": self.resolved_step} if self.resolved_step is not None else {}),
         }
 
     @classmethod
@@ -271,11 +280,13 @@ class Finding:
             evidence=dict(evidence),
             hint=data.get("hint", ""),
             subject=data.get("subject", ""),
+            resolved_step=None if data.get("resolved_step") is None else _whole(data["resolved_step"], "resolved_step"),
         )
 
     def __str__(self) -> str:
         where = f"step {self.step}" + (f", epoch {self.epoch}" if self.epoch is not None else "")
-        return f"[{self.code}] {self.message} ({where}). Hint: {self.hint}"
+        resolved = f" Resolved at step {self.resolved_step}: the condition no longer holds." if self.resolved else ""
+        return f"[{self.code}] {self.message} ({where}).{resolved} Hint: {self.hint}"
 
 
 def _whole(value: Any, name: str) -> int:

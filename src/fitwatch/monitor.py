@@ -15,6 +15,8 @@ Framework-free and torch-free: it reads plain-number records, so the callbacks a
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,6 +34,8 @@ __all__ = ["GAP_METRICS", "Monitor"]
 
 #: Metrics whose validation-minus-training gap (and its trend) is tracked.
 GAP_METRICS = ("loss", "accuracy", "ece")
+#: Records of a resolving detector in a row whose condition no longer holds before its cause is marked resolved.
+RESOLVE_AFTER = 2
 
 Record = EvalRecord | StepRecord | AuditRecord
 
@@ -70,6 +74,8 @@ class Monitor:
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._causes: dict[tuple[str, str], Finding] = {}
         self._written: dict[tuple[str, str], Finding] = {}  # what the sinks were last shown of each cause
+        self._owner: dict[tuple[str, str], str] = {}  # cause -> the resolving detector that raised it
+        self._absent: dict[tuple[str, str], int] = {}  # records in a row of that detector where it did not hold
         self._broken: set[str] = set()
         self._dropped: dict[str, int] = {}  # points of a series before those in memory (a resume without its file)
         self._history_file: str | None = None  # the history file of the run this state was saved from
@@ -137,7 +143,8 @@ class Monitor:
         codes = {s for s in self.stop_on if s.startswith("FW-")}
         levels = [Severity.parse(s) for s in self.stop_on if not s.startswith("FW-")]
         least = min(levels) if levels else None
-        return any(f.code in codes or (least is not None and f.severity >= least) for f in self._causes.values())
+        return any(f.code in codes or (least is not None and f.severity >= least)
+                   for f in self._causes.values() if not f.resolved)
 
     # ------------------------------------------------------------------ writing
     def log(self, values: Mapping[str, float], step: int, *, dashboard: bool = True) -> None:
@@ -211,11 +218,40 @@ class Monitor:
             if finding is not None:
                 self._show(finding)
                 found.append(finding)
+            if detector.resolves:
+                self._track(detector, finding, record.step)
         return found
+
+    def _track(self, detector: Detector, finding: Finding | None, step: int) -> None:
+        """Causes of a resolving detector whose condition has not held for :data:`RESOLVE_AFTER` of its records in
+        a row are marked resolved (in :attr:`findings`, the sinks and ``stop_on``)."""
+        if finding is not None:
+            self._owner[finding.key] = detector.name
+        try:
+            holding = detector.holding()
+        except Exception:  # noqa: BLE001  (no lifecycle beats a broken run)
+            return
+        for key, owner in self._owner.items():
+            if owner != detector.name:
+                continue
+            if key[1] in holding or (finding is not None and key == finding.key):
+                self._absent[key] = 0
+                continue
+            self._absent[key] = self._absent.get(key, 0) + 1
+            cause = self._causes.get(key)
+            if cause is None or cause.resolved or self._absent[key] < RESOLVE_AFTER:
+                continue
+            resolved = dataclasses.replace(cause, resolved_step=int(step))
+            self._causes[key] = resolved
+            self._written[key] = resolved
+            self.log({tag("findings", resolved.code, prefix=self.prefix): 0.0}, int(step))
+            logging.getLogger("fitwatch").info("fitwatch: %s", resolved)
+            self._sinks.call("finding", resolved, new=False)
 
     def _show(self, finding: Finding) -> bool:
         previous = self._causes.get(finding.key)
-        new = previous is None or finding.severity > previous.severity
+        # A cause that had resolved and holds again is raised anew.
+        new = previous is None or finding.severity > previous.severity or previous.resolved
         self._causes[finding.key] = finding
         shown = self._written.get(finding.key)
         # What the sinks show again: a new or escalated cause, other words or severity at once; numbers alone
@@ -292,6 +328,7 @@ class Monitor:
             "findings": [f.to_dict() for f in self._causes.values()],
             "detectors": {d.name: d.state_dict() for d in self.detectors},
             "broken": sorted(self._broken),
+            "owners": [[list(k), v, self._absent.get(k, 0)] for k, v in self._owner.items()],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -319,6 +356,12 @@ class Monitor:
             if detector.name in saved:
                 detector.load_state_dict(saved[detector.name])
         self._broken = set(state.get("broken", []))
+        self._owner, self._absent = {}, {}
+        for entry in state.get("owners", []):
+            if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], list) and len(entry[0]) == 2:
+                key = (str(entry[0][0]), str(entry[0][1]))
+                self._owner[key] = str(entry[1])
+                self._absent[key] = int(entry[2]) if isinstance(entry[2], int) else 0
         self._resume = {
             "file": self._history_file,
             "counts": counts,

@@ -418,4 +418,8 @@ def test_hf_exportable_state_missing_keys_still_restores_the_rest(hf_runs):
         if (
             path[: len(history_path)] != history_path[: len(path)]
         ):  # the history itself, or a part of it, was kept
-            assert cb.history == expected, path
+            # The saved tails, or the whole series when the killed run's own history file (its run folder is
+            # its own) holds exactly what the state counted and is read back.
+            assert set(cb.history) == set(expected), path
+            for tag, points in expected.items():
+                assert cb.history[tag][-len(points) :] == points, (path, tag)

@@ -43,6 +43,14 @@ class Detector(abc.ABC):
     #: Per-record lists kept in step (entry ``i`` of each belongs to record ``i``), each with the value that
     #: stands for "unknown" in it. A state saved before one of them existed gets it padded at the front.
     series: ClassVar[Mapping[str, Any]] = {}
+    #: Whether this detector's findings describe a state the run can leave (a failed run, a class never
+    #: predicted): the Monitor marks such a cause resolved when the detector stops returning it. Findings about
+    #: what happened (no warmup, a duplicate, a spike) stand for the run.
+    resolves: ClassVar[bool] = False
+
+    def holding(self) -> set[str]:
+        """Subjects whose condition holds after the last update (only read when :attr:`resolves`)."""
+        return set()
 
     @abc.abstractmethod
     def update(self, record: Record) -> Finding | None:

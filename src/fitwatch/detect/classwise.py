@@ -137,6 +137,7 @@ class ClassCollapseDetector(Detector):
     """
 
     name: ClassVar[str] = "class_collapse"
+    resolves: ClassVar[bool] = True
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
     def __init__(
@@ -169,6 +170,9 @@ class ClassCollapseDetector(Detector):
         self.streak: dict[str, int] = {}
         self.reports: dict[str, int] = {}
         self.evaluations = 0
+
+    def holding(self) -> set[str]:
+        return {name for name, streak in self.streak.items() if streak >= self.confirmations}
 
     def update(self, record: EvalRecord) -> Finding | None:  # type: ignore[override]
         self.evaluations += 1
@@ -347,6 +351,7 @@ class NeverPredictedDetector(Detector):
     """
 
     name: ClassVar[str] = "never_predicted"
+    resolves: ClassVar[bool] = True
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
     def __init__(
@@ -375,6 +380,9 @@ class NeverPredictedDetector(Detector):
         self.evaluations = 0
         self.learned: list[str] = []  # classes whose recall reached `others_learned` at some evaluation
         self.streak: dict[str, int] = {}
+
+    def holding(self) -> set[str]:
+        return {""} if any(streak >= self.confirmations for streak in self.streak.values()) else set()
 
     def update(self, record: EvalRecord) -> Finding | None:  # type: ignore[override]
         per_class = record.val_per_class

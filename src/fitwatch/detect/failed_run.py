@@ -76,6 +76,7 @@ class FailedRunDetector(Detector):
     """
 
     name: ClassVar[str] = "failed_run"
+    resolves: ClassVar[bool] = True
     record_types: ClassVar[tuple[type, ...]] = (EvalRecord,)
 
     def __init__(
@@ -159,6 +160,9 @@ class FailedRunDetector(Detector):
             message=text,
             evidence=evidence,
         )
+
+    def holding(self) -> set[str]:
+        return {""} if self.streak >= self.confirmations else set()
 
     def _degenerate_f1(self, record: EvalRecord, majority: float | None) -> bool:
         """Whether macro F1 is near a constant majority-class predictor's (True when unknown)."""
