@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
@@ -11,7 +13,62 @@ from typing import Any
 from fitwatch.findings import Finding
 from fitwatch.warnings import FitWatchRuntimeWarning
 
-__all__ = ["EvaluationDetails", "GuardedSinks", "Sink"]
+__all__ = ["EvaluationDetails", "GuardedSinks", "Sink", "user_stacklevel", "warn_at_user_code"]
+
+#: Packages whose frames stand between a warning and the user's code: fitwatch itself and the training
+#: frameworks that call its hooks. A warning is attributed to the first frame outside all of them.
+FRAMEWORK_PACKAGES = (
+    "fitwatch",
+    "lightning",
+    "pytorch_lightning",
+    "lightning_fabric",
+    "transformers",
+    "accelerate",
+    "trl",
+    "peft",
+    "torch",
+)
+
+
+def _package_dirs() -> tuple[str, ...]:
+    """The directories of the framework packages already imported (none is imported here)."""
+    dirs = []
+    for name in FRAMEWORK_PACKAGES:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            dirs.append(os.path.dirname(os.path.abspath(path)) + os.sep)
+    return tuple(dirs)
+
+
+def user_stacklevel(skip: int = 1) -> int:
+    """The ``stacklevel`` that makes :func:`warnings.warn`, called by the caller of this function, point at the
+    first frame outside fitwatch and the training frameworks (the user's ``trainer.fit(...)`` line).
+
+    Args:
+        skip: Frames between this function and the one that will call ``warnings.warn`` (1: its caller).
+
+    When every frame belongs to a framework (a hook run from a thread), the level goes past the stack and
+    Python attributes the warning to ``sys``: hidden rather than pointing into fitwatch.
+
+    >>> user_stacklevel() >= 1
+    True
+    """
+    dirs = _package_dirs()
+    frame: Any = sys._getframe(skip)  # the frame that calls warnings.warn: stacklevel 1
+    level = 1
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(dirs) and not frame.f_code.co_filename.startswith("<frozen"):
+            return level
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn_at_user_code(message: str, category: type[Warning]) -> None:
+    """:func:`warnings.warn` with the location of the user's code (see :func:`user_stacklevel`)."""
+    warnings.warn(message, category, stacklevel=user_stacklevel())
 
 
 @dataclass(frozen=True)
@@ -99,11 +156,10 @@ class GuardedSinks:
             except Exception as err:  # noqa: BLE001  (a sink must never take training down)
                 self._sinks.remove(sink)
                 self.failed[sink.name] = "".join(traceback.format_exception_only(type(err), err)).strip()
-                warnings.warn(
+                warn_at_user_code(
                     f"fitwatch: the {sink.name} sink failed in {method}() and is disabled for the rest of the run "
                     f"({self.failed[sink.name]}). Training continues; the in-memory history and other sinks are kept.",
                     FitWatchRuntimeWarning,
-                    stacklevel=2,
                 )
                 try:
                     sink.close()
