@@ -86,3 +86,21 @@ def test_a_short_run_with_the_prompt_trained_raises_its_code_and_agrees_on_the_l
     for ours, theirs in zip(result.series["val_loss"], result.series["raw_val_loss"]):
         assert ours == pytest.approx(theirs, rel=1e-4)
     json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_a_pretrained_base_is_cached_and_leaves_the_random_state_alone(monkeypatch):
+    import torch
+
+    from fitwatch.scenarios import lm
+    from fitwatch.scenarios.lm import LMModelSpec
+
+    monkeypatch.setattr(lm, "BASE_DOCUMENTS", 32)
+    monkeypatch.setattr(lm, "_BASES", {})
+    data = load_lm_data(seed=0, train_size=64, val_size=32)
+    spec = LMModelSpec(lora_rank=8, base_epochs=1)
+    before = torch.get_rng_state()
+    first = lm._pretrained_base(0, spec, len(data.tokenizer), data)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert lm._pretrained_base(0, spec, len(data.tokenizer), data) is first
+    fresh = lm.build_lm(len(data.tokenizer), LMModelSpec())
+    fresh.load_state_dict(first)  # the base fits the scenario's model

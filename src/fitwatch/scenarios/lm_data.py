@@ -255,6 +255,7 @@ class LMData:
         train_docs: The training documents, in item order.
         val_docs: The validation documents, in item order.
         duplicated: Validation documents copied into the training set (the duplicate fault).
+        rest_docs: The corpus's other documents (in neither split): what a base model is pretrained on.
     """
 
     train: SFTDataset
@@ -263,6 +264,7 @@ class LMData:
     train_docs: tuple[Document, ...]
     val_docs: tuple[Document, ...]
     duplicated: int = 0
+    rest_docs: tuple[Document, ...] = ()
 
 
 def load_lm_data(
@@ -325,4 +327,5 @@ def load_lm_data(
         train_docs=tuple(train_docs),
         val_docs=tuple(val_docs),
         duplicated=len(copied),
+        rest_docs=tuple(corpus[val_size + train_size :]),
     )
