@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,8 @@ from typing import Any, Literal, Union
 from fitwatch import _validation as v
 
 __all__ = ["DataChecksConfig", "FitWatchConfig", "resolve_config"]
+
+_SERIES = re.compile(r"^[a-z][a-z0-9_]*/(train|val)$")
 
 Task = Literal[
     "auto", "multiclass", "binary", "multilabel", "token_classification", "regression", "causal_lm", "seq2seq_lm"
@@ -147,6 +150,10 @@ class FitWatchConfig:
             Empty by default: fitwatch never stops a run unless asked to.
         tag_prefix: Prefix for every TensorBoard tag (``"fitwatch/"`` groups them all under one section).
         data_checks: The data checks (:class:`DataChecksConfig`; ``False`` turns them off).
+        metrics: Names of metrics the training code logs itself, mapped to fitwatch's series as
+            ``"<metric>/<split>"`` (``{"my_val_metric": "loss/val"}``); used when no logits reach fitwatch. The
+            usual names (``val_loss``, ``val/acc``, ``train_loss``, ...) are known without it
+            (:data:`fitwatch.metrics.logged.KNOWN_NAMES`).
     """
 
     class_names: tuple[str, ...] | None = None
@@ -170,6 +177,7 @@ class FitWatchConfig:
     stop_on: tuple[str, ...] = ()
     tag_prefix: str = ""
     data_checks: DataChecksConfig | bool = field(default_factory=DataChecksConfig)
+    metrics: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_checks", DataChecksConfig.parse(self.data_checks))
@@ -211,6 +219,15 @@ class FitWatchConfig:
         object.__setattr__(self, "stop_on", _validated_stop_on(stop_on))
         if not isinstance(self.tag_prefix, str):
             raise TypeError(f"Expected `tag_prefix` to be a str, but got {self.tag_prefix!r}.")
+        if not isinstance(self.metrics, Mapping):
+            raise TypeError(f"Expected `metrics` to be a mapping of logged name to '<metric>/<split>', but got {self.metrics!r}.")
+        for name, target in self.metrics.items():
+            if not isinstance(name, str) or not isinstance(target, str) or not _SERIES.match(target):
+                raise ValueError(
+                    f"Expected `metrics` to map a logged name to '<metric>/<split>' with split 'train' or 'val' "
+                    f"(e.g. 'loss/val'), but got {name!r}: {target!r}."
+                )
+        object.__setattr__(self, "metrics", dict(self.metrics))
 
     def replace(self, **changes: Any) -> FitWatchConfig:
         """A copy with ``changes`` applied (and validated)."""
@@ -222,6 +239,7 @@ class FitWatchConfig:
         out["class_names"] = None if self.class_names is None else list(self.class_names)
         out["stop_on"] = list(self.stop_on)
         out["data_checks"] = dataclasses.asdict(self.data_checks)
+        out["metrics"] = dict(self.metrics)
         return out
 
     @classmethod

@@ -314,6 +314,15 @@ class FitWatchCallback(TrainerCallback, ExportableState):
             self.observer.before_optimizer_step(model, self._optimizers, state.global_step)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> TrainerControl:
+        if self.observer is not None and state.is_world_process_zero and "watching" not in self.observer._warned:
+            task = self.observer.task
+            base = ("the training loss, learning rate and optimizer state per group, gradient/weight norms, update "
+                    "ratios and the model set-up")
+            text = (f"fitwatch is watching this run from its logits ({task}, captured from the model's forward): "
+                    f"token/class metrics, calibration and train-validation gaps, and {base}." if task is not None else
+                    f"fitwatch is watching {base}, and the evaluation loss; the model's forward gives no logits with "
+                    f"labels, so task metrics are off.")
+            self.observer.announce(text, state.global_step)
         if self.observer is not None and model is not None:
             # Defer the step record to on_log, which carries the Trainer's pre-clip gradient norm.
             self.observer.after_optimizer_step(model, state.global_step, _epoch(state), defer=control.should_log)

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 from fitwatch.config import FitWatchConfig, resolve_config
 from fitwatch.findings import Finding
 from fitwatch.metrics.audit import looks_pretrained
+from fitwatch.metrics.logged import map_logged
 from fitwatch.observer import Observer
 from fitwatch.runs import next_version
 from fitwatch.sinks.base import Sink
@@ -203,6 +204,14 @@ class FitWatch(Callback):
         self._checked: set[str] = set()
         self._data_checked = False
         self._splits: list[str] = []  # evaluation sets seen since the last evaluation ended
+        # The module's own forward output of the current step (a reference, not a copy), for modules that call
+        # `self(x)` but return only their loss; and how many forwards the step ran (only one is unambiguous).
+        self._hook: Any = None
+        self._forward_output: Tensor | None = None
+        self._forwards = 0
+        self._sources: dict[str, str] = {}  # step kind -> where its predictions came from
+        self._logged_pending = False
+        self._announced = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -228,6 +237,27 @@ class FitWatch(Callback):
         self._trainer = weakref.ref(trainer)
         # What a Hugging Face model inside the module says about the task (a causal LM head, a regressor).
         self.observer.inspect_model(pl_module)
+        if self._hook is None and self.extract is None:
+            self._hook = pl_module.register_forward_hook(self._capture)
+
+    def _capture(self, module: Any, args: Any, output: Any) -> None:
+        self._forward_output = output if isinstance(output, Tensor) else None
+        self._forwards += 1
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        self._forward_output, self._forwards = None, 0
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int,
+                                  dataloader_idx: int = 0) -> None:
+        self._forward_output, self._forwards = None, 0
+
+    on_test_batch_start = on_validation_batch_start
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self._forward_output = None
 
     def _new_run(self) -> None:
         self.observer.end()
@@ -238,6 +268,8 @@ class FitWatch(Callback):
         self._checked = set()
         self._data_checked = False
         self._splits = []
+        self._sources = {}
+        self._announced = False
 
     def _setup_sinks(self, trainer: pl.Trainer) -> None:
         if self._sinks_ready:
@@ -309,6 +341,8 @@ class FitWatch(Callback):
             # Lightning hands the callback the loss it backpropagated, divided by the accumulation factor.
             loss = loss.detach() * accumulate
         self.observer.train_batch(*(pair or (None, None)), loss, sample_ids=_sample_ids(batch) if self.config.data_checks.mislabels else None)
+        if "training_step" in self._sources:
+            self._announce(trainer)
         if trainer.global_step != self._last_step:  # an optimizer step happened in this batch
             self._last_step = trainer.global_step
             self.observer.after_optimizer_step(pl_module, trainer.global_step, trainer.current_epoch)
@@ -345,13 +379,52 @@ class FitWatch(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        if trainer.state.fn == "fit" and not self.observer.has_evaluation():
+            # No logits and no loss from validation_step: the metrics the module logs are aggregated after the
+            # epoch-end hooks, so this evaluation is read in on_validation_end (as EarlyStopping reads them).
+            self._logged_pending = True
+            return
         self._end_evaluations(trainer)
-        fitting = trainer.state.fn == "fit"
-        if fitting and self.config.stop_on:
+        self._maybe_stop(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._logged_pending or trainer.sanity_checking:
+            return
+        self._logged_pending = False
+        logged = map_logged(trainer.callback_metrics, self.config.metrics)
+        if logged.get("val"):
+            self._sources.setdefault("logged", ", ".join(sorted(f"{m}/{s}" for s, ms in logged.items() for m in ms)))
+        self._end_evaluations(trainer, logged=logged)
+        self._maybe_stop(trainer)
+
+    def _maybe_stop(self, trainer: pl.Trainer) -> None:
+        if trainer.state.fn == "fit" and self.config.stop_on:
             should_stop = trainer.strategy.reduce_boolean_decision(self.observer.monitor.should_stop, all=False)
             trainer.should_stop = trainer.should_stop or should_stop
 
-    def _end_evaluations(self, trainer: pl.Trainer) -> None:
+    def _announce(self, trainer: pl.Trainer) -> None:
+        """Say once what this run is watched from, and the one change that would give the rest."""
+        if self._announced:
+            return
+        self._announced = True
+        source = self._sources.get("training_step")
+        task = self.observer.task
+        base = "the training loss, learning rates and optimizer state per group, gradient/weight norms, update ratios and the model set-up"
+        if source in ("outputs", "forward"):
+            how = "the step outputs" if source == "outputs" else "the module's forward output (captured, nothing to change)"
+            text = (f"fitwatch is watching this run from its logits ({task}, from {how}): per-class, calibration and "
+                    f"train-validation gaps, and {base}.")
+        else:
+            text = (f"fitwatch is watching {base}; at each validation, the metrics the module logs (val_loss, "
+                    f"val_acc, ... or `metrics=`) feed the overfitting, gap and plateau checks. For per-class and "
+                    f"calibration metrics too, {_RETURN_HINT}.")
+        self.observer.announce(text, trainer.global_step)
+        if trainer.is_global_zero:
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info(text)
+
+    def _end_evaluations(self, trainer: pl.Trainer, logged: Mapping[str, Mapping[str, float]] | None = None) -> None:
         """Close every evaluation set seen since the last call: the fit's primary validation (``val``) feeds the
         detectors; other dataloaders, ``validate()`` outside fit and ``test()`` get their own series."""
         fitting = trainer.state.fn == "fit"
@@ -359,7 +432,8 @@ class FitWatch(Callback):
         if fitting and "val" not in splits:
             splits.insert(0, "val")  # the primary evaluation runs (and reads its window) even if it saw no batch
         for split in sorted(splits, key=lambda name: name != "val"):
-            self.observer.end_evaluation(step=trainer.global_step, epoch=trainer.current_epoch, training=fitting, split=split)
+            self.observer.end_evaluation(step=trainer.global_step, epoch=trainer.current_epoch, training=fitting,
+                                         split=split, logged=logged if split == "val" else None)
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -398,12 +472,10 @@ class FitWatch(Callback):
             )
             return None
         if pair is None:
-            self.observer.warn_once(
-                f"no-logits-{where}",
-                f"fitwatch: no logits from {where}, so per-class and calibration metrics for it are off "
-                f"(optimizer diagnostics keep working). To enable them, {_RETURN_HINT}.",
-            )
-            return None
+            pair = self._captured(batch) if self.extract is None else None
+            self._sources.setdefault(where, "forward" if pair is not None else "none")
+            return pair
+        self._sources.setdefault(where, "outputs")
         if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(t, Tensor) for t in pair)):
             message = f"Expected `extract` to return (logits, target) tensors or None, but got {type(pair).__name__}."
             if first:
@@ -411,6 +483,14 @@ class FitWatch(Callback):
             self.observer.warn_once(f"extract-type-{where}", f"fitwatch: {message} Batch skipped.")
             return None
         return pair
+
+    def _captured(self, batch: Any) -> tuple[Tensor, Tensor] | None:
+        """The module's forward output as logits, when the step ran exactly one forward and the batch carries a
+        target of the same length: never a guess that could pair the wrong tensors."""
+        logits, target = self._forward_output, _target_of(batch)
+        if self._forwards != 1 or logits is None or target is None or logits.ndim == 0 or target.ndim == 0:
+            return None
+        return (logits, target) if logits.shape[0] == target.shape[0] else None
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -423,6 +503,8 @@ class FitWatch(Callback):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_trainer"] = None
+        state["_hook"] = None
+        state["_forward_output"] = None
         state["_sinks_ready"] = False  # writers and files are reopened where the copy runs
         state["_data_checked"] = False
         return state

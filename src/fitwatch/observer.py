@@ -483,6 +483,7 @@ class Observer:
         training: bool = True,
         split: str = "val",
         source: str | None = None,
+        logged: Mapping[str, Mapping[str, float]] | None = None,
     ) -> list[Finding]:
         """Reduce, compute and log validation and training-interval metrics; run the detectors.
 
@@ -492,7 +493,9 @@ class Observer:
         Only the fit's primary validation (``split="val"``) feeds the detectors and takes the training window;
         any other ``split`` (``"val_<name>"``, ``"val_start"``, ``"eval"``, ``"test"``) is summarised under its own
         series. ``source`` names the split whose batches it reads, when they were accumulated as another one
-        (the HF Trainer names its evaluation set only at its end).
+        (the HF Trainer names its evaluation set only at its end). ``logged`` holds the metrics the training
+        code logged itself by split (:func:`fitwatch.metrics.logged.map_logged`): the primary evaluation reads
+        them when no logits and no loss reached fitwatch.
         """
         source = source or split
         if split != "val" or source != "val":
@@ -513,12 +516,13 @@ class Observer:
                     train = None
                 self.train.reset()
                 self._train_flushed = True
-            if val_loss is None:
+            logged_val = dict((logged or {}).get("val", {}))
+            if val_loss is None and not logged_val:
                 return []
-            # Losses only: the loss-based detectors (overfitting, gap, plateau) still judge the run.
-            val_summary = self._loss_summary(val_loss)
+            # Losses (or the metrics the code logs) only: the loss-based detectors still judge the run.
+            val_summary = self._loss_summary(val_loss) if val_loss is not None else logged_val
             train_summary = _with_loss(train.summary) if train is not None else (
-                self._loss_summary(window_sum / window_n) if window_n else {})
+                self._loss_summary(window_sum / window_n) if window_n else dict((logged or {}).get("train", {})))
             scalars = {tag("performance", k, split="val", prefix=self.config.tag_prefix): v for k, v in val_summary.items()}
             if train is None and train_summary:
                 scalars.update({tag("performance", k, split="train", prefix=self.config.tag_prefix): v for k, v in train_summary.items()})
@@ -571,6 +575,21 @@ class Observer:
         self.train.reset()
         self._train_flushed = True
         return findings
+
+    def has_evaluation(self) -> bool:
+        """Whether the primary evaluation saw predictions or a loss (else the logged metrics are all there is)."""
+        return self.val.initialized or self._val_loss is not None
+
+    def announce(self, text: str, step: int) -> None:
+        """Say once, in plain words, what fitwatch watches in this run (logging and TensorBoard text)."""
+        if "watching" in self._warned:
+            return
+        self._warned.add("watching")
+        if _rank() == 0:
+            import logging
+
+            logging.getLogger("fitwatch").info("%s", text)
+            self.monitor.text(tag("health", "watching", prefix=self.config.tag_prefix), text, step)
 
     def _summarise(self, split: str, source: str, step: int) -> None:
         """Log an evaluation that is not the fit's primary validation under ``split``; no detector sees it."""
