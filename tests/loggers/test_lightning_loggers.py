@@ -131,10 +131,11 @@ def test_tensorboard_is_written_once(fit):
         assert len(points) <= len(callback.history[name]), name
 
 
-def test_each_logger_gets_its_sink():
+def test_each_logger_gets_its_sink(tmp_path):
     from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 
-    tb, csv_logger, ml = TensorBoardLogger("unused"), CSVLogger("unused"), MLFlowLogger(tracking_uri="file:unused")
+    tb, csv_logger = TensorBoardLogger(tmp_path), CSVLogger(tmp_path)
+    ml = MLFlowLogger(tracking_uri=f"file:{tmp_path / 'mlruns'}")
     sinks = logger_sinks([tb, csv_logger, ml], skip=[tb])
     assert [type(s) for s in sinks] == [LoggerSink, MLflowSink]
     assert [s.name for s in sinks] == ["CSVLogger", "MLFlowLogger"]
