@@ -99,14 +99,15 @@ def _progress(run: Mapping[str, Any]) -> None:
 
 
 def _curve(run: Mapping[str, Any]) -> str:
-    """The run's own validation loss: first, minimum (at its evaluation), last; the last training loss."""
+    """Two table cells: the run's own validation loss (first, minimum at its evaluation, last) and its last
+    training loss."""
     val = [x for x in run["series"]["raw_val_loss"] if x is not None and math.isfinite(x)]
     train = [x for x in run["series"]["raw_train_loss"] if x is not None and math.isfinite(x)]
     if not val:
-        return "-"
+        return "- | -"
     best = min(range(len(val)), key=val.__getitem__)
     text = f"{val[0]:.2f} → min {val[best]:.2f} (eval {best}) → {val[-1]:.2f}"
-    return text + (f" | {train[-1]:.2f}" if train else "")
+    return text + " | " + (f"{train[-1]:.2f}" if train else "-")
 
 
 def render_lm(runs: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
@@ -133,8 +134,8 @@ def render_lm(runs: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> 
         "",
         "The runs' own token-mean losses (computed outside FitWatch; what each fault does to the curves):",
         "",
-        "| scenario | seed | validation loss: first → min (eval) → last \\| last training loss | final LR |",
-        "|---|---|---|---|",
+        "| scenario | seed | validation loss: first → min (eval) → last | last training loss | final LR |",
+        "|---|---|---|---|---|",
     ]
     for r in runs:
         lr = [x for x in r["series"].get("lr", []) if x is not None and math.isfinite(x)]
