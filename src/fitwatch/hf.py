@@ -333,6 +333,10 @@ class FitWatchCallback(TrainerCallback, ExportableState):
             return
         grad_norm = (logs or {}).get("grad_norm")
         self.observer.flush_step(grad_norm=float(grad_norm) if isinstance(grad_norm, (int, float)) else None)
+        if self.config.stop_on and self._training and "loss" in (logs or {}):
+            # A per-step finding (divergence) stops the run at the logging step that raised it (every rank logs).
+            if self.observer.any_rank(self.observer.monitor.should_stop):
+                control.should_training_stop = True
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.observer is None:

@@ -346,6 +346,10 @@ class FitWatch(Callback):
         if trainer.global_step != self._last_step:  # an optimizer step happened in this batch
             self._last_step = trainer.global_step
             self.observer.after_optimizer_step(pl_module, trainer.global_step, trainer.current_epoch)
+            if self.config.stop_on and self.observer.is_logging_step(trainer.global_step - 1):
+                # A per-step finding (divergence) stops the run at the logging step that raised it, not at the
+                # next evaluation; the decision is reduced across ranks, at steps every rank reaches.
+                self._maybe_stop(trainer)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         self.observer.before_optimizer_step(pl_module, trainer.optimizers, trainer.global_step)

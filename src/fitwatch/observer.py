@@ -66,7 +66,7 @@ __all__ = ["PER_CLASS_AUTO_MAX", "Observer"]
 PER_CLASS_AUTO_MAX = 50
 _PERFORMANCE = ("loss", "accuracy", "macro_f1", "weighted_f1", "perplexity", "top5_accuracy", "mse", "rmse", "mae", "r2")
 _CALIBRATION = ("ece", "mce", "adaptive_ece", "classwise_ece", "ece_chance", "confidence", "brier", "nll")
-_HEALTH = ("samples", "nonfinite_logits", "invalid_targets", "nonfinite_loss")
+_HEALTH = ("samples", "nonfinite_logits", "invalid_targets", "nonfinite_loss", "skipped_batches")
 _PER_CLASS = ("precision", "recall", "f1", "support", "predicted")
 
 
@@ -310,7 +310,9 @@ class Observer:
             self._step_counted = counted if self._step_counted is None else self._step_counted + counted
             self._micro_batches += 1
         if logits is not None and target is not None and self.config.train_metrics and self._resolve(logits, target, loss):
+            self.train.strict = self.train.strict and not self.val.initialized  # set-up checks on the run's first batch
             self.train.update(logits.movedim(1, -1) if self.channels_first else logits, target, loss)
+            self._check_skipped(self.train, "train")
             self._train_flushed = False
         if self._margins is not None and logits is not None and target is not None and sample_ids is not None:
             self._margins.update(logits.detach(), target, sample_ids)
@@ -456,7 +458,9 @@ class Observer:
                 self._others[split] = self._clean_state()
             self._others[split].update(logits, target, loss)
             return
+        self.val.strict = self.val.strict and not self.train.initialized
         self.val.update(logits, target, loss)
+        self._check_skipped(self.val, "val")
         if not (self._positions_known and (self._duplicate_mask is not None or self._mistakes is not None)):
             return
         # Validation runs in dataset order (a sequential sampler), so a sample's position is its index.
@@ -575,6 +579,16 @@ class Observer:
         self.train.reset()
         self._train_flushed = True
         return findings
+
+    def _check_skipped(self, state: Any, split: str) -> None:
+        """Warn once when a batch did not fit the states (host-side shapes only: no synchronisation)."""
+        shapes = getattr(state, "skipped_shapes", None)
+        if shapes is not None and f"skipped-{split}" not in self._warned:
+            logits, target = shapes
+            self.warn_once(f"skipped-{split}", f"fitwatch: a {split} batch with logits {logits} and targets {target} "
+                           f"does not fit the {state.num_classes} classes of the first batch; such batches are left out of "
+                           f"the metrics (counted in health/skipped_batches/{split}). Check that every batch has the same "
+                           f"head, or set `num_classes`/`class_names`. Training is not affected.")
 
     def has_evaluation(self) -> bool:
         """Whether the primary evaluation saw predictions or a loss (else the logged metrics are all there is)."""
@@ -812,6 +826,16 @@ class Observer:
     def _log_split(self, result: SplitResult, split: str, step: int, names: Sequence[str], rank_by: SplitResult) -> None:
         prefix = self.config.tag_prefix
         summary = _with_loss(result.summary)
+        invalid = summary.get("invalid_targets", 0.0)
+        if invalid and invalid == invalid:
+            self.warn_once(f"invalid-targets-{split}", f"fitwatch: {invalid:.0f} {split} targets were outside the "
+                           f"{self.train.num_classes or self.val.num_classes} classes or not whole numbers and were left "
+                           f"out of every metric (counted in health/invalid_targets/{split}). Check the label mapping, "
+                           f"`num_classes`/`class_names`, and `ignore_index` ({self.config.ignore_index}). Training is "
+                           "not affected.")
+        state = {"train": self.train, "val": self.val}.get(split)
+        if state is not None and getattr(state, "skipped", 0):
+            summary = {**summary, "skipped_batches": float(state.skipped)}
         scalars: dict[str, float] = {}
         for section, metrics in (("performance", _PERFORMANCE), ("calibration", _CALIBRATION), ("health", _HEALTH)):
             for metric in metrics:

@@ -134,17 +134,22 @@ def test_no_host_sync_in_per_step_hooks_between_logging_steps(tmp_path, monkeypa
     assert counter.calls == []
 
 
-def test_target_outside_the_classes_raises_a_clear_error(tmp_path):
-    class LogitsOnlyValidation(DigitsMLP):  # computes no loss, so only fitwatch reads the labels
-        def validation_step(self, batch, batch_idx):
-            return {"logits": self(batch[0])}
+def test_target_outside_the_classes_in_the_first_batch_raises_a_clear_error(tmp_path):
+    """The run's first batch is the set-up check (a wrong label mapping fails fast); later batches are counted
+    and warned about, never raised (tests/reliability/test_bad_input_after_setup.py)."""
+
+    class LogitsOnly(DigitsMLP):  # computes its loss on clamped labels, so only fitwatch reads the bad ones
+        def training_step(self, batch, batch_idx):
+            logits = self(batch[0])
+            return {"loss": nn.functional.cross_entropy(logits, batch[1].clamp(max=9)), "logits": logits}
 
     x = torch.randn(64, 64)
     y = torch.randint(0, 10, (64,))
     y[3] = 12
-    bad_val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)
-    with pytest.raises(ValueError, match=r"Expected `target` values in \[0, 10\).*but got 12"):
-        trainer(tmp_path, [FitWatch()], max_epochs=1, logger=False).fit(LogitsOnlyValidation(), loaders(n_train=64)[0], bad_val)
+    bad_train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)
+    with pytest.raises(ValueError, match=r"Expected `target` values in \[0, 10\).*but got 12.*ignore_index=12"):
+        trainer(tmp_path, [FitWatch(config={"data_checks": False})], max_epochs=1, logger=False).fit(
+            LogitsOnly(), bad_train, loaders(n_train=64)[1])
 
 
 def test_class_names_of_the_wrong_length_raise(tmp_path):

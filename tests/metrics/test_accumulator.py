@@ -235,12 +235,28 @@ def test_held_batches_fold_before_every_read_and_stay_under_the_byte_cap():
     assert not acc._pending and acc.compute().summary["samples"] == 0
 
 
-def test_a_batch_of_another_width_is_folded_alone_and_fails_where_it_always_did():
+def test_a_batch_of_another_width_after_the_first_is_skipped_and_counted():
     acc = PredictionAccumulator(buffer_batches=8)
-    acc.update(torch.randn(4, 3), torch.randint(0, 3, (4,)))
-    acc.update(torch.randn(4, 3), torch.randint(0, 3, (4,)))
-    with pytest.raises(RuntimeError):
-        acc.update(torch.randn(4, 5), torch.randint(0, 3, (4,)))
+    first = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    acc.update(*first)
+    acc.update(torch.randn(4, 5), torch.randint(0, 3, (4,)))  # a logit column more: never a crash in the step
+    acc.update(torch.randn(3, 3), torch.randint(0, 3, (4,)))  # rows that do not pair up
+    assert acc.skipped == 2 and acc.skipped_shapes == ((4, 5), (4,))
+    assert acc.compute().summary["samples"] == 4  # only the batch that fits
+
+
+def test_a_first_batch_that_does_not_pair_up_is_a_set_up_error():
+    with pytest.raises(ValueError, match=r"Expected logits and targets that pair up.*logits \(4, 3\) and target \(5,\)"):
+        PredictionAccumulator(task="multiclass").update(torch.randn(4, 3), torch.randint(0, 3, (5,)))
+
+
+def test_fractional_and_out_of_range_targets_after_the_first_batch_are_counted_not_truncated():
+    acc = PredictionAccumulator()
+    acc.update(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    acc.strict = False
+    acc.update(torch.randn(4, 3), torch.tensor([0.5, 1.0, 7.0, 2.0]))
+    summary = acc.compute().summary
+    assert summary["invalid_targets"] == 2 and summary["samples"] == 6
 
 
 def test_a_held_loss_does_not_keep_the_autograd_graph_alive():

@@ -128,6 +128,13 @@ class PredictionAccumulator:
         self.buffer_bytes = buffer_bytes
         self._pending: list[_Rows] = []
         self._pending_bytes = 0
+        #: Check the first batch's targets and fail fast (a set-up error); off for a split whose run already
+        #: started, where bad input is counted and warned about, never raised.
+        self.strict = True
+        #: Batches whose shapes did not fit the states (a logit column more, a target of another length): skipped
+        #: and counted here (host-side shapes, no synchronisation), with the first such pair of shapes.
+        self.skipped = 0
+        self.skipped_shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     @property
     def initialized(self) -> bool:
@@ -148,14 +155,24 @@ class PredictionAccumulator:
         target = target.detach()
         if target.device != logits.device:
             target = target.to(logits.device, non_blocking=True)
-        if not self.initialized:
+        first = not self.initialized
+        if first:
             self._initialize(logits, target)
         elif self._health.device != logits.device:  # type: ignore[union-attr]  (restored on CPU, now on GPU)
             self._move_to(logits.device)
         batch = self._as_rows(logits, target, loss, mask)
-        if self.buffer_batches <= 0 or batch is None:
+        if batch is None:
+            if first and self.strict:
+                raise ValueError(
+                    f"Expected logits and targets that pair up row by row for a {self.task} task with "
+                    f"{self.num_classes} classes, but got logits {tuple(logits.shape)} and target {tuple(target.shape)}."
+                )
+            self.skipped += 1
+            self.skipped_shapes = self.skipped_shapes or (tuple(logits.shape), tuple(target.shape))
+            return
+        if self.buffer_batches <= 0:
             self._fold_pending()
-            self._fold([batch] if batch is not None else [self._odd_rows(logits, target, loss, mask)])
+            self._fold([batch])
             return
         if self._pending and (batch.logits.device != self._pending[0].logits.device
                               or batch.logits.dtype != self._pending[0].logits.dtype
@@ -168,7 +185,7 @@ class PredictionAccumulator:
 
     def _as_rows(self, logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None) -> _Rows | None:
         """The batch as rows (views where the memory allows), or ``None`` when its shape does not fit the states
-        (folded alone then, failing where it always did)."""
+        (a set-up error on the first batch; skipped and counted afterwards)."""
         k = self.num_classes
         if self.task == "binary":
             z = logits.reshape(-1)
@@ -194,10 +211,6 @@ class PredictionAccumulator:
         # that still required grad would keep the step's whole autograd graph alive. Three small copies a step.
         held_loss = loss.detach().clone() if isinstance(loss, Tensor) else loss
         return _Rows(rows[0].clone(), rows[1].clone(), held_loss, m.clone() if m is not None else None)
-
-    @staticmethod
-    def _odd_rows(logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None) -> _Rows:
-        return _Rows(logits, target, loss, mask.reshape(-1) if mask is not None else None)
 
     def _fold_pending(self) -> None:
         if self._pending:
@@ -247,10 +260,13 @@ class PredictionAccumulator:
                 # against the distribution (as F.cross_entropy computes the loss).
                 soft = target.to(logits2.dtype)
                 target = soft.argmax(dim=1)
+            whole = target.reshape(-1) == target.reshape(-1).floor() if target.is_floating_point() else None
             target1 = target.reshape(-1).long()
             finite = torch.isfinite(logits2).all(dim=1)
             ignored = (target1 == self.ignore_index) if self.ignore_index is not None else torch.zeros_like(finite)
             in_range = (target1 >= 0) & (target1 < k)
+            if whole is not None:  # a fractional class id is no class: counted invalid, never truncated
+                in_range = in_range & whole
             keep = mask.to(finite.device) if mask is not None else torch.ones_like(finite)
             weights = finite & in_range & ~ignored & keep
             logits2 = torch.where(finite.unsqueeze(1), logits2, 0.0)
@@ -300,7 +316,8 @@ class PredictionAccumulator:
                 f"Expected logits with {self.num_classes} classes in the last dimension (from `{self.classes_from}`), "
                 f"but got logits of shape {tuple(logits.shape)} ({classes} classes)."
             )
-        _validate_first_batch(task, classes, logits, target, self.ignore_index)
+        if self.strict:
+            _validate_first_batch(task, classes, logits, target, self.ignore_index)
         self.task, self.num_classes = task, classes
         self._allocate(logits.device)
 

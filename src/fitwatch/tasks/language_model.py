@@ -144,6 +144,9 @@ class LanguageModelState:
 
     num_classes = None
     per_class_capable = False
+    strict = True  # kept for a uniform interface: bad tokens/values are always counted, never raised
+    skipped = 0
+    skipped_shapes = None
 
     def __init__(self, *, task: str = "causal_lm", ignore_index: int | None = -100, n_bins: int = 15,
                  max_tokens: int | None = None) -> None:

@@ -42,6 +42,9 @@ class RegressionState:
     task = "regression"
     num_classes = None
     per_class_capable = False
+    strict = True  # kept for a uniform interface: bad tokens/values are always counted, never raised
+    skipped = 0
+    skipped_shapes = None
 
     def __init__(self, *, ignore_index: int | None = None, **_: Any) -> None:
         self._sums: Tensor | None = None
