@@ -36,6 +36,10 @@ __all__ = ["GAP_METRICS", "Monitor"]
 GAP_METRICS = ("loss", "accuracy", "ece")
 #: Records of a resolving detector in a row whose condition no longer holds before its cause is marked resolved.
 RESOLVE_AFTER = 2
+#: Per-evaluation lists a detector keeps (its ``series``) hold at most the last this many evaluations, so that
+#: its state, and every checkpoint, stays bounded however long the run. Trends look back a handful of
+#: evaluations; a best value older than this many evaluations has been reported on long before.
+DETECTOR_WINDOW = 200
 
 Record = EvalRecord | StepRecord | AuditRecord
 
@@ -215,6 +219,7 @@ class Monitor:
                     stacklevel=2,
                 )
                 continue
+            _trim(detector, DETECTOR_WINDOW)
             if finding is not None:
                 self._show(finding)
                 found.append(finding)
@@ -385,3 +390,14 @@ def _same_points(a: Sequence[tuple[int, float]], b: Sequence[tuple[int, float]])
     return len(a) == len(b) and all(
         sa == sb and (va == vb or not (math.isfinite(va) or math.isfinite(vb))) for (sa, va), (sb, vb) in zip(a, b)
     )
+
+
+def _trim(detector: Detector, keep: int) -> None:
+    """Drop the oldest entries of a detector's per-evaluation lists beyond ``keep``, all in step."""
+    lists = [detector.__dict__.get(name) for name in detector.series]
+    longest = max((len(x) for x in lists if isinstance(x, list)), default=0)
+    if longest <= keep:
+        return
+    for values in lists:
+        if isinstance(values, list) and len(values) > keep:
+            del values[: len(values) - keep]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import warnings
 
-import pytest
 
 from fitwatch.detect.records import EvalRecord, StepRecord
 from fitwatch.monitor import Monitor
@@ -56,11 +55,6 @@ def test_the_monitors_state_is_bounded_and_does_not_grow_with_the_run(tmp_path):
     assert [p for p in state["history"]["gap/loss"]] == [list(p) for p in monitor.history["gap/loss"][-5:]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="detect/ keeps every evaluation in its per-evaluation lists (overfitting, subtle_overfitting, gap, plateau, "
-    "lr_decayed, calibration): ~265 KB at 1,000 evaluations; bounding them is detector work (issue 17, not ours)",
-)
 def test_the_whole_state_with_every_detector_is_under_100_kb_after_1000_evaluations(tmp_path):
     monitor = Monitor(sinks=[JsonlSink(tmp_path)])
     with warnings.catch_warnings():
