@@ -352,7 +352,11 @@ class FitWatch(Callback):
                 self._maybe_stop(trainer)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        self.observer.before_optimizer_step(pl_module, trainer.optimizers, trainer.global_step)
+        several = len(trainer.optimizers) > 1
+        inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps the torch one
+        self.observer.before_optimizer_step(pl_module, trainer.optimizers, trainer.global_step,
+                                            optimizer=inner if several else None,
+                                            batch_start=self._last_step if several else None)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # With a validation loop, an evaluation's training window is every batch since the previous one, whatever

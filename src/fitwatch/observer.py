@@ -317,14 +317,25 @@ class Observer:
         if self._margins is not None and logits is not None and target is not None and sample_ids is not None:
             self._margins.update(logits.detach(), target, sample_ids)
 
-    def before_optimizer_step(self, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], step: int) -> None:
+    def before_optimizer_step(self, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], step: int, *,
+                              optimizer: torch.optim.Optimizer | None = None, batch_start: int | None = None) -> None:
+        """Call just before an optimizer steps. With several optimizers stepping in one batch (a GAN, manual
+        optimization), pass the one about to step and the batch's first step: each optimizer's parameters are then
+        copied just before their own step, so every block's update ratio covers its own update."""
         if self.is_logging_step(step):
             self._hparams = hyperparameters(optimizers)
             if self.measure_grad_norm:
                 grads = [p.grad for _, p in trainable_parameters(model) if p.grad is not None]
                 self._grad_norm = global_norm(grads) if grads else None
-        if self.is_diag_step(step):
-            self._ratios.snapshot(trainable_parameters(model))
+        # The batch's steps: this one alone, or (several optimizers) one per optimizer from the batch's first.
+        first = step if batch_start is None else min(batch_start, step)
+        last = step if batch_start is None else max(step, first + len(optimizers) - 1)
+        if any(self.is_diag_step(s) for s in range(first, last + 1)):
+            named = trainable_parameters(model)
+            if optimizer is not None:
+                mine = {id(p) for group in optimizer.param_groups for p in group["params"]}
+                named = [(n, p) for n, p in named if id(p) in mine]
+            self._ratios.snapshot(named)
 
     def after_optimizer_step(self, model: nn.Module, step: int, epoch: int | None, *, defer: bool = False) -> None:
         """Call after the optimizer step; ``step`` counts completed optimizer steps (this one included).

@@ -132,10 +132,14 @@ class UpdateRatioTracker:
         return self._before is not None
 
     def snapshot(self, named_parameters: Iterable[tuple[str, nn.Parameter]]) -> None:
-        blocks: dict[str, list[tuple[nn.Parameter, Tensor]]] = {}
+        """Copy the parameters before a step; a parameter already copied since the last :meth:`ratios` keeps its
+        first copy (with several optimizers in one batch, each copies its own just before its own step)."""
+        blocks: dict[str, list[tuple[nn.Parameter, Tensor]]] = self._before if self._before is not None else {}
+        seen = {id(p) for pairs in blocks.values() for p, _ in pairs}
         with torch.no_grad():
             for name, p in named_parameters:
-                blocks.setdefault(parameter_block(name), []).append((p, p.detach().clone()))
+                if id(p) not in seen:
+                    blocks.setdefault(parameter_block(name), []).append((p, p.detach().clone()))
         self._before = blocks
 
     def ratios(self) -> dict[str, Tensor]:
