@@ -373,6 +373,9 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         split = self._evaluation_split(state, metrics)
         observer.end_evaluation(step=state.global_step, epoch=_epoch(state), training=self._training and split == "val",
                                 split=split, source="val")
+        if split == "val" and isinstance(metrics, dict):
+            # For metric_for_best_model / EarlyStoppingCallback (list FitWatchCallback before it in `callbacks`).
+            metrics.update({f"eval_{name}": value for name, value in observer.headline.items()})
         if self.config.stop_on and observer.any_rank(observer.monitor.should_stop):
             control.should_training_stop = True
         return control

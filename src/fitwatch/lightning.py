@@ -442,6 +442,12 @@ class FitWatch(Callback):
         for split in sorted(splits, key=lambda name: name != "val"):
             self.observer.end_evaluation(step=trainer.global_step, epoch=trainer.current_epoch, training=fitting,
                                          split=split, logged=logged if split == "val" else None)
+        if fitting:
+            # fitwatch's headline numbers where EarlyStopping and ModelCheckpoint look (every rank computed them).
+            import torch
+
+            for name, value in self.observer.headline.items():
+                trainer.callback_metrics[name] = torch.tensor(value)
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0

@@ -59,7 +59,7 @@ from fitwatch.tasks import (
 from fitwatch.tasks.language_model import TRAIN_TOKENS_PER_BATCH
 from fitwatch.warnings import FitWatchRuntimeWarning
 
-__all__ = ["PER_CLASS_AUTO_MAX", "Observer"]
+__all__ = ["HEADLINE", "PER_CLASS_AUTO_MAX", "Observer"]
 
 #: With ``per_class="auto"``, every class gets per-class scalars up to this many classes; beyond, only the
 #: ``per_class_top_k`` worst by validation F1 (the history, images and JSON keep all of them).
@@ -68,6 +68,11 @@ _PERFORMANCE = ("loss", "accuracy", "macro_f1", "weighted_f1", "perplexity", "to
 _CALIBRATION = ("ece", "mce", "adaptive_ece", "classwise_ece", "ece_chance", "confidence", "brier", "nll")
 _HEALTH = ("samples", "nonfinite_logits", "invalid_targets", "nonfinite_loss", "skipped_batches")
 _PER_CLASS = ("precision", "recall", "f1", "support", "predicted")
+#: Validation numbers published after each evaluation as ``fitwatch_val_<name>`` (and ``fitwatch_gap_loss``):
+#: Lightning ``trainer.callback_metrics``, HF evaluation ``metrics`` (``eval_fitwatch_val_<name>``), so that
+#: ``EarlyStopping``/``ModelCheckpoint`` or ``metric_for_best_model`` can use them.
+HEADLINE = ("loss", "accuracy", "macro_f1", "ece", "adaptive_ece", "brier", "nll", "perplexity", "top5_accuracy",
+            "mse", "mae", "r2")
 
 
 class Observer:
@@ -106,6 +111,8 @@ class Observer:
         # outside fit, test()): their states and loss-only sums by split. Summarised, never fed to detectors.
         self._others: dict[str, Any] = {}
         self._other_loss: dict[str, Tensor] = {}
+        #: The last primary evaluation's headline numbers (``fitwatch_val_ece``, ...), see :data:`HEADLINE`.
+        self.headline: dict[str, float] = {}
         self._window_loss = [0.0, 0]  # training step losses read at logging steps since the last evaluation
         self.log_every_n_steps = config.log_every_n_steps or 50
         self.max_steps: int | None = None
@@ -542,6 +549,7 @@ class Observer:
             if train is None and train_summary:
                 scalars.update({tag("performance", k, split="train", prefix=self.config.tag_prefix): v for k, v in train_summary.items()})
             self.monitor.log(scalars, step)
+            self._headline(val_summary, train_summary)
             findings = self.monitor.evaluation(EvalRecord(
                 step=step, epoch=epoch, val=val_summary, train=train_summary, val_per_class={}, class_names=[],
                 lr=list(hyperparameters(self._optimizers)["lr"].values()) if training and self._optimizers else [],
@@ -571,6 +579,7 @@ class Observer:
         train_summary = _with_loss(train.summary) if train is not None else {}
         if "loss" not in train_summary and window_n:  # the model's own training losses, read at logging steps
             train_summary["loss"] = window_sum / window_n
+        self._headline(_with_loss(val.summary), train_summary)
         findings = self.monitor.evaluation(
             EvalRecord(
                 step=step,
@@ -590,6 +599,14 @@ class Observer:
         self.train.reset()
         self._train_flushed = True
         return findings
+
+    def _headline(self, val: Mapping[str, float], train: Mapping[str, float]) -> None:
+        """The primary evaluation's headline numbers under the names :data:`HEADLINE` documents, for a framework's
+        own early stopping and checkpointing (``EarlyStopping(monitor="fitwatch_val_ece")``)."""
+        out = {f"fitwatch_val_{k}": float(val[k]) for k in HEADLINE if k in val}
+        if "loss" in val and "loss" in train:
+            out["fitwatch_gap_loss"] = float(val["loss"]) - float(train["loss"])
+        self.headline = out
 
     def _check_skipped(self, state: Any, split: str) -> None:
         """Warn once when a batch did not fit the states (host-side shapes only: no synchronisation)."""

@@ -50,3 +50,13 @@ def test_of_names_the_missing_callback():
 
     with pytest.raises(ValueError, match="Expected a Trainer with a FitWatchCallback"):
         FitWatchCallback.of(NoCallbacks())
+
+
+def test_metric_for_best_model_can_be_a_fitwatch_metric(tmp_path):
+    cb = FitWatchCallback()
+    trainer = Trainer(model=sequence_model(3), args=args(tmp_path, save_strategy="epoch", metric_for_best_model="fitwatch_val_ece",
+                                                          greater_is_better=False, num_train_epochs=3),
+                      train_dataset=SequenceData(128, seed=0), eval_dataset=SequenceData(48, seed=1), callbacks=[cb])
+    trainer.train()
+    eces = [v for _, v in cb.history["calibration/ece/val"]]
+    assert trainer.state.best_metric == pytest.approx(min(eces))

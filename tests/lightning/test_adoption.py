@@ -113,3 +113,19 @@ def test_forward_output_of_another_length_is_never_paired(tmp_path):
     cb = FitWatch()
     trainer(tmp_path, [cb], max_epochs=1, logger=False).fit(Pooled(), *loaders(n_train=128))
     assert not any(k.startswith("per_class/") for k in cb.history)
+
+
+def test_early_stopping_and_checkpointing_can_watch_fitwatch_metrics(tmp_path):
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    train, val = loaders(n_train=320)
+    stop = EarlyStopping(monitor="fitwatch_val_ece", patience=100)
+    best = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="fitwatch_val_accuracy", mode="max")
+    cb = FitWatch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWatchWarning)
+        trainer(tmp_path, [stop, best, cb], max_epochs=3, logger=False, enable_checkpointing=True).fit(DigitsMLP(lr=5e-3), train, val)
+    eces = [v for _, v in cb.history["calibration/ece/val"]]
+    accuracies = [v for _, v in cb.history["performance/accuracy/val"]]
+    assert float(stop.best_score) == pytest.approx(min(eces))
+    assert float(best.best_model_score) == pytest.approx(max(accuracies))
