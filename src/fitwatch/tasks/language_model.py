@@ -29,6 +29,7 @@ from torch import Tensor
 
 from fitwatch.metrics.accumulator import SplitResult
 from fitwatch.metrics.calibration import CalibrationState
+from fitwatch.tasks.base import SummedState
 
 __all__ = ["TRAIN_TOKENS_PER_BATCH", "LanguageModelState", "TokenStatistics", "token_statistics"]
 
@@ -132,7 +133,7 @@ def token_statistics(
     )
 
 
-class LanguageModelState:
+class LanguageModelState(SummedState):
     """Token-level loss, perplexity, accuracy, top-5 accuracy and calibration of one split.
 
     Args:
@@ -142,11 +143,6 @@ class LanguageModelState:
         max_tokens: Reduce each batch on at most about this many positions (``None``: all of them).
     """
 
-    num_classes = None
-    per_class_capable = False
-    strict = True  # kept for a uniform interface: bad tokens/values are always counted, never raised
-    skipped = 0
-    skipped_shapes = None
 
     def __init__(self, *, task: str = "causal_lm", ignore_index: int | None = -100, n_bins: int = 15,
                  max_tokens: int | None = None) -> None:
@@ -285,23 +281,7 @@ class LanguageModelState:
 
     def reset(self) -> None:
         self._pending = []
-        for t in self.tensors():
-            t.zero_()
-
-    def sync(self) -> None:
-        """Sum every state over all ranks (one collective); every rank must call it."""
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return
-        if not self.initialized:
-            backend = dist.get_backend()
-            self._allocate(torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu"))
-        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in self.tensors()])
-        dist.all_reduce(flat)
-        offset = 0
-        for t in self.tensors():
-            t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
-            offset += t.numel()
+        super().reset()
 
     @torch.inference_mode(False)  # states made in `validate()` must take in-place updates in `fit()`
     def _allocate(self, device: torch.device) -> None:
@@ -309,24 +289,3 @@ class LanguageModelState:
         self._calibration = CalibrationState(1, self.n_bins, classwise=False, device=device, dtype=dtype)
         self._sums = torch.zeros(len(_SUMS), dtype=dtype, device=device)
         self._health = torch.zeros(len(_HEALTH), dtype=torch.long, device=device)
-
-    def _move_to(self, device: torch.device) -> None:
-        saved = [t.detach().cpu() for t in self.tensors()]
-        self._allocate(device)
-        for t, src in zip(self.tensors(), saved):
-            t.copy_(src)
-
-    # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-safe; its size depends on ``n_bins`` only, never on the vocabulary."""
-        return {"task": self.task, "tensors": None if not self.initialized else [t.detach().cpu().tolist() for t in self.tensors()]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        tensors = state.get("tensors")
-        if not tensors:
-            return
-        self._allocate(torch.device("cpu"))
-        for t, saved in zip(self.tensors(), tensors):
-            src = torch.tensor(saved, dtype=t.dtype)
-            if src.shape == t.shape:
-                t.copy_(src)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from fitwatch.metrics.accumulator import SplitResult
+from fitwatch.tasks.base import SummedState
 
 __all__ = ["RESIDUAL_BINS", "RegressionState"]
 
@@ -32,7 +33,7 @@ _SUMS = ("n", "sum_y", "sum_y2", "sum_res", "sum_res2", "sum_abs_res", "loss_sum
 _HEALTH = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batches")
 
 
-class RegressionState:
+class RegressionState(SummedState):
     """Running sums of one split of a regression task.
 
     Args:
@@ -40,11 +41,6 @@ class RegressionState:
     """
 
     task = "regression"
-    num_classes = None
-    per_class_capable = False
-    strict = True  # kept for a uniform interface: bad tokens/values are always counted, never raised
-    skipped = 0
-    skipped_shapes = None
 
     def __init__(self, *, ignore_index: int | None = None, **_: Any) -> None:
         self._sums: Tensor | None = None
@@ -127,22 +123,6 @@ class RegressionState:
         return SplitResult(summary=summary, per_class={},
                            reliability={"residual_edges": edges, "residual_counts": self._hist.detach().cpu().tolist()})
 
-    def reset(self) -> None:
-        for t in self._reduced():
-            t.zero_()
-
-    def sync(self) -> None:
-        """Sum the states over all ranks (one collective); every rank must call it."""
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not self.initialized:
-            return
-        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in self._reduced()])
-        dist.all_reduce(flat)
-        offset = 0
-        for t in self._reduced():
-            t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
-            offset += t.numel()
-
     @torch.inference_mode(False)  # states made in `validate()` must take in-place updates in `fit()`
     def _allocate(self, device: torch.device, y: Tensor | None = None) -> None:
         dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -156,22 +136,3 @@ class RegressionState:
                 std = float(finite.std())  # one read, on the first batch only
                 scale = std if std > 0 and math.isfinite(std) else max(float(finite.abs().max()), 1.0)
         self._edges = torch.linspace(-4 * scale, 4 * scale, RESIDUAL_BINS + 1, dtype=dtype, device=device)
-
-    def _move_to(self, device: torch.device) -> None:
-        saved = [t.detach().cpu() for t in self.tensors()]
-        self._allocate(device)
-        for t, src in zip(self.tensors(), saved):
-            t.copy_(src.to(t.dtype))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "tensors": None if not self.initialized else [t.detach().cpu().tolist() for t in self.tensors()]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        tensors = state.get("tensors")
-        if not tensors:
-            return
-        self._allocate(torch.device("cpu"))
-        for t, saved in zip(self.tensors(), tensors):
-            src = torch.tensor(saved, dtype=t.dtype)
-            if src.shape == t.shape:
-                t.copy_(src)

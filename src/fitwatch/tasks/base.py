@@ -1,0 +1,77 @@
+"""What the task states share: sum-reducible tensors, a JSON-safe state, a move between devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["SummedState"]
+
+
+class SummedState:
+    """A split's state made of tensors that add up across batches and ranks.
+
+    Subclasses define :meth:`tensors` (every state tensor, in a fixed order), :meth:`_allocate` and ``task``;
+    :meth:`_reduced` (what a rank sums; default: all of them) when some tensor is not a sum.
+    """
+
+    task: str
+    # A uniform interface with the classification accumulator: bad values are always counted, never raised.
+    num_classes = None
+    strict = True
+    skipped = 0
+    skipped_shapes = None
+
+    @property
+    def initialized(self) -> bool:
+        raise NotImplementedError
+
+    def tensors(self) -> list[Tensor]:
+        raise NotImplementedError
+
+    def _allocate(self, device: torch.device) -> None:
+        raise NotImplementedError
+
+    def _reduced(self) -> list[Tensor]:
+        return self.tensors()
+
+    def reset(self) -> None:
+        for t in self._reduced():
+            t.zero_()
+
+    def sync(self) -> None:
+        """Sum the states over all ranks (one collective); every rank must call it."""
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        if not self.initialized:  # a rank that saw no batch still takes part, with zeros
+            backend = dist.get_backend()
+            self._allocate(torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu"))
+        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in self._reduced()])
+        dist.all_reduce(flat)
+        offset = 0
+        for t in self._reduced():
+            t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
+            offset += t.numel()
+
+    def _move_to(self, device: torch.device) -> None:
+        saved = [t.detach().cpu() for t in self.tensors()]
+        self._allocate(device)
+        for t, src in zip(self.tensors(), saved):
+            t.copy_(src.to(t.dtype))
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe (lists); its size depends on the bins only, never on the data or the vocabulary."""
+        return {"task": self.task, "tensors": None if not self.initialized else [t.detach().cpu().tolist() for t in self.tensors()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        tensors = state.get("tensors")
+        if not tensors:
+            return
+        self._allocate(torch.device("cpu"))
+        for t, saved in zip(self.tensors(), tensors):
+            src = torch.tensor(saved, dtype=t.dtype)
+            if src.shape == t.shape:
+                t.copy_(src)
