@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from fitwatch.findings import CATALOGUE, Finding, Severity
-from fitwatch.report.events import ReportInputError, UnreadableFile, discover_runs, printable, read_run
+from fitwatch.report.events import ReportInputError, UnreadableFile, printable
 from fitwatch.report.replay import Replay, replay, role_series
 from fitwatch.report.roles import RoleAssignment, RoleMapping, assign_roles
+from fitwatch.report.sources import discover_sources, read_source
 from fitwatch.sinks.tags import parse_tag
 
 __all__ = [
@@ -224,16 +225,17 @@ def build_report(
     """Read every run under ``paths``, replay it through the detectors and merge its live findings.
 
     Args:
-        paths: Log directories, run directories or event files.
+        paths: Log directories, run directories, event files, CSVLogger ``metrics.csv`` files, MLflow run
+            folders or ``mlflow:<run id>`` (:mod:`fitwatch.report.sources`).
         mappings: ``--map`` entries (:func:`fitwatch.report.roles.parse_mapping`).
         detector_settings: Per-detector settings (``FitWatchConfig.detectors``), as the live run had them.
         gap_window: Evaluations the gap trend looks back over (``FitWatchConfig.gap_window``).
 
     Raises:
-        ReportInputError: If a path does not exist or holds no event file, or a mapping names a tag that no
-            run has or maps one tag twice.
+        ReportInputError: If a path does not exist or holds no run, or a mapping names a tag that no run has or
+            maps one tag twice.
     """
-    runs = [read_run(directory, files) for directory, files in discover_runs(paths)]
+    runs = [read_source(source) for source in discover_sources(paths)]
     if mappings:
         check_mappings(mappings, (tag for run in runs for tag in run.scalars))
     out = []
@@ -250,7 +252,7 @@ def build_report(
         live: list[Finding] = []
         live_first: First = {}
         live_source = None
-        jsonl = events.directory / FINDINGS_FILE
+        jsonl = events.findings_file or events.directory / FINDINGS_FILE
         if jsonl.is_file():
             live, live_first, bad = read_live_findings(jsonl)
             errors += bad
@@ -260,7 +262,7 @@ def build_report(
             live_source = "tensorboard" if live else None
         notes = list(result.notes)
         if not events.scalars:
-            notes.append("no scalar was read from this run's event files")
+            notes.append("no scalar was read from this run's files")
         elif not result.evaluations and not result.step_records:
             notes.append(
                 "no series of this run has a role the detectors read; map its tags with --map TAG=ROLE "

@@ -68,12 +68,15 @@ class RunEvents:
         files: Its event files, in reading order.
         scalars: ``tag -> [(step, value), ...]`` in step order, tags in the order they first appear.
         unreadable: Files that could not be read to the end.
+        findings_file: The callbacks' findings log of this run when it is not ``directory/findings.jsonl``
+            (an MLflow run's ``fitwatch/findings.jsonl`` artifact).
     """
 
     directory: Path
     files: list[Path]
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     unreadable: list[UnreadableFile] = field(default_factory=list)
+    findings_file: Path | None = None
 
 
 def _is_event_file(path: Path) -> bool:
