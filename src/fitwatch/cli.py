@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Catch the silent failures of fine-tuning runs: reports on TensorBoard logs, run diffs, "
         "a demo.",
     )
+    from fitwatch import __version__
+
+    parser.add_argument("--version", action="version", version=f"fitwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser(
         "demo",

@@ -44,7 +44,7 @@ class DemoRun:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fitwatch demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="fitwatch demo", description=__doc__.split("\n\n")[0].replace("``", ""))
     parser.add_argument("--framework", choices=("lightning", "hf"), default="lightning", help="default: lightning")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="where the runs are written (default: ./runs)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the faulty run (default 15; the healthy run trains a third of it)")

@@ -34,17 +34,20 @@ def fitted(tmp_path_factory):
 
 
 def test_expected_tags_reach_the_event_files(fitted, event_tags):
+    """Read back under their history names (tests/conftest.py folds the dashboard layout, docs/dashboard.md)."""
     cb, _, t, _ = fitted
     tags = event_tags(t.logger.log_dir)
     scalars = tags["scalars"]
+    for metric in ("precision", "recall", "f1"):  # per class: validation only on the dashboard
+        for name in CLASS_NAMES:
+            assert f"per_class/{metric}/{name}/val" in scalars
+            assert f"per_class/{metric}/{name}/train" in cb.history
     for split in ("train", "val"):
-        for metric in ("precision", "recall", "f1", "support"):
-            for name in CLASS_NAMES:
-                assert f"per_class/{metric}/{name}/{split}" in scalars
         for metric in ("accuracy", "macro_f1", "weighted_f1", "loss"):
             assert f"performance/{metric}/{split}" in scalars
-        for metric in ("ece", "mce", "adaptive_ece", "classwise_ece", "brier", "nll"):
+        for metric in ("ece", "mce", "adaptive_ece", "classwise_ece", "brier"):
             assert f"calibration/{metric}/{split}" in scalars
+        assert f"calibration/nll/{split}" in cb.history  # equal to the loss here: one chart, not two
     for name in ("gap/loss", "gap/accuracy", "gap/ece", "optimizer/lr/body", "optimizer/lr/head",
                  "optimizer/weight_decay/head", "optimizer/momentum/body", "optimizer/grad_norm", "weights/norm"):
         assert name in scalars, name
@@ -74,12 +77,12 @@ def test_validation_numbers_equal_an_independent_evaluation(fitted, event_scalar
         assert last(f"per_class/precision/{name}/val") == pytest.approx(p[i], abs=1e-6)
         assert last(f"per_class/recall/{name}/val") == pytest.approx(r[i], abs=1e-6)
         assert last(f"per_class/f1/{name}/val") == pytest.approx(f[i], abs=1e-6)
-        assert last(f"per_class/support/{name}/val") == s[i]
+        assert cb.history[f"per_class/support/{name}/val"][-1][1] == s[i]
     conf = torch.softmax(logits, 1).max(1).values.double().numpy()
     assert last("calibration/ece/val") == pytest.approx(reference_ece(conf, (preds == y).astype(float)), abs=1e-6)
     assert last("performance/accuracy/val") == pytest.approx((preds == y).mean(), abs=1e-6)
     nll = -np.log(probs[np.arange(len(y)), y]).mean()
-    assert last("calibration/nll/val") == pytest.approx(nll, abs=1e-5)
+    assert cb.history["calibration/nll/val"][-1][1] == pytest.approx(nll, abs=1e-5)
     assert events["performance/accuracy/val"][-1][0] == t.global_step
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,63 @@ def _when_cell(reported: ReportedFinding) -> str:
     return steps + (f"\n[dim]epoch {reported.first_epoch}[/]" if reported.first_epoch is not None else "")
 
 
+def _last(series: Mapping[str, Mapping[str, list[tuple[int, float]]]], role: str) -> list[tuple[int, float]]:
+    points = series.get(role, {}).get("", [])
+    return [(s, v) for s, v in points if v == v]  # NaN dropped
+
+
+def _epoch_at(series: Mapping[str, Mapping[str, list[tuple[int, float]]]], step: int) -> str:
+    """The epoch at ``step`` in the framework's own numbering: Lightning's 0-based ``epoch``, the HF Trainer's
+    fractional ``train/epoch`` (1.0 at the end of the first epoch)."""
+    for role, fmt in (("epoch", "epoch {:.0f} (0-based, as Lightning counts)"),
+                      ("epoch_progress", "epoch {:.2f} (as the HF Trainer counts)")):
+        points = _last(series, role)
+        before = [v for s, v in points if s <= step]
+        if before:
+            return fmt.format(before[-1])
+    return ""
+
+
+def verdict(run: RunReport) -> str:
+    """One line: is the run going wrong, and where first.
+
+    >>> from types import SimpleNamespace as N
+    >>> verdict(N(findings=[], replay=N(evaluations=4)))
+    'healthy: no findings over 4 evaluations'
+    """
+    if not run.findings:
+        return f"healthy: no findings over {run.replay.evaluations} evaluations"
+    worst = max(int(r.finding.severity) for r in run.findings)
+    worst_name = next(r.finding.severity.name.lower() for r in run.findings if int(r.finding.severity) == worst)
+    first = min(run.findings, key=lambda r: (-int(r.finding.severity), r.first_step))
+    n = len(run.findings)
+    return (
+        f"{worst_name}: {n} finding{'s' if n != 1 else ''}; the worst first raised at step {first.first_step}: "
+        f"{first.finding.code}{f' ({first.finding.subject})' if first.finding.subject else ''}"
+    )
+
+
+def summary_lines(run: RunReport) -> list[str]:
+    """The verdict, the best checkpoint (lowest validation loss) and the final validation metrics."""
+    lines = [verdict(run)]
+    series = run.series
+    loss = _last(series, "val_loss")
+    if loss:
+        step, value = min(loss, key=lambda p: p[1])
+        epoch = _epoch_at(series, step)
+        lines.append(f"best checkpoint (lowest validation loss {value:.4g}): step {step}" + (f", {epoch}" if epoch else ""))
+    finals = []
+    for role, label in (("val_loss", "loss"), ("val_accuracy", "accuracy"), ("val_f1", "macro F1"), ("val_ece", "ECE")):
+        points = _last(series, role)
+        if points:
+            finals.append(f"{label} {points[-1][1]:.4g}")
+    if finals:
+        last_step = max(p[0] for role in ("val_loss", "val_accuracy") for p in _last(series, role)) if (
+            _last(series, "val_loss") or _last(series, "val_accuracy")) else None
+        lines.append("final validation: " + ", ".join(finals) + (f" (step {last_step})" if last_step is not None else ""))
+    return lines
+
+
 def print_report(report: Report, console: Any = None, *, verbose: bool = False) -> None:
     """Print one table of findings per run (code, severity and source, when, message) and what was read.
 
@@ -129,19 +187,24 @@ def print_report(report: Report, console: Any = None, *, verbose: bool = False) 
     from rich.markup import escape
     from rich.table import Table
 
-    console = console or Console()
+    if console is None:
+        # Not a terminal (a pipe, a CI log, a file): 100 columns, and every line wraps; nothing is cut.
+        console = Console(width=None if sys.stdout.isatty() else 100, soft_wrap=False)
     for run in report.runs:
         title = f"{display_path(run.run)}  ({len(run.files)} event file{'s' if len(run.files) != 1 else ''}, "
         title += f"{run.replay.evaluations} evaluations, {run.replay.step_records} training points)"
+        console.print(escape(title), overflow="fold", highlight=False)
+        for i, line in enumerate(summary_lines(run)):
+            console.print(("[bold]" if i == 0 else "  ") + escape(line) + ("[/]" if i == 0 else ""),
+                          overflow="fold", highlight=False)
         if run.findings:
-            # Short fixed columns, so that the message keeps most of an 80-column terminal and wraps there.
-            table = Table(
-                title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, show_lines=True, expand=False
-            )
-            table.add_column("code", no_wrap=True)
-            table.add_column("severity", no_wrap=True)
-            table.add_column("when", no_wrap=True)
-            table.add_column("message", ratio=1, min_width=30)
+            # Short fixed columns, so that the message keeps most of an 80-column terminal and wraps there;
+            # a column too narrow folds its words onto the next line rather than cutting them.
+            table = Table(box=box.SIMPLE_HEAD, show_lines=True, expand=False)
+            table.add_column("code", overflow="fold")
+            table.add_column("severity", overflow="fold")
+            table.add_column("when", overflow="fold")
+            table.add_column("message", ratio=1, min_width=30, overflow="fold")
             for reported in run.findings:
                 f = reported.finding
                 code = escape(f.code) + (f"\n[dim]{escape(f.subject)}[/]" if f.subject else "")
@@ -150,14 +213,14 @@ def print_report(report: Report, console: Any = None, *, verbose: bool = False) 
                 table.add_row(code, severity, _when_cell(reported), escape(f.message))
             console.print(table)
         else:
-            console.print(escape(title))
             console.print("  [green]no findings[/]")
         if verbose:
             console.print(f"  roles: {escape(_roles_line(run))}", highlight=False)
         if run.roles.unmapped:
             shown = ", ".join(run.roles.unmapped[:8]) + (" ..." if len(run.roles.unmapped) > 8 else "")
             console.print(
-                f"  not recognised: {escape(shown)} (give them a role with --map TAG=ROLE)", highlight=False
+                f"  not recognised: {escape(shown)} (give them a role with --map TAG=ROLE)", highlight=False,
+                overflow="fold",
             )
         if run.live_source is None and run.roles.fitwatch:
             console.print("  live findings: none recorded (no findings.jsonl)", highlight=False)
@@ -165,7 +228,8 @@ def print_report(report: Report, console: Any = None, *, verbose: bool = False) 
             console.print(
                 f"  [red]could not read[/] {escape(display_path(Path(error.path)))}: {escape(error.reason)}",
                 highlight=False,
+                overflow="fold",
             )
         for note in run.notes:
-            console.print(f"  note: {escape(note)}", highlight=False)
+            console.print(f"  note: {escape(note)}", highlight=False, overflow="fold")
         console.print()

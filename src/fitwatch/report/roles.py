@@ -24,9 +24,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from fitwatch.sinks.tags import SECTIONS, parse_tag
+from fitwatch.sinks.tags import CLASS_RUN, DASHBOARD_SECTIONS, HEALTH_COUNTS, SECTIONS, history_tag, is_split, parse_tag
 
 __all__ = [
     "IGNORED_TAGS",
@@ -38,6 +38,7 @@ __all__ = [
     "RoleSpec",
     "assign_roles",
     "detect_prefix",
+    "fold_dashboard_runs",
     "parse_mapping",
 ]
 
@@ -392,3 +393,104 @@ def _fitwatch_role(
     if section == "per_class" and split == "val" and subject is not None and metric in CLASS_METRICS:
         return f"class_{metric}", subject
     return None, None
+
+
+_GROUPS = frozenset(DASHBOARD_SECTIONS.values())
+
+
+def _history_name(run: str, name: str, value: float) -> tuple[str, float] | None:
+    """A dashboard-layout tag of sibling run ``run`` under its history name (any tag prefix), else ``None``."""
+    parts = name.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part in _GROUPS:
+            return history_tag(run, name, value, prefix="/".join(parts[:i]) + ("/" if i else ""))
+    return None
+
+
+def _sibling_name(parent: Any, child: Any) -> str | None:
+    """``child``'s path below ``parent`` when it is a sibling run of the dashboard layout (a split, or
+    ``class/<name>``), else ``None``."""
+    try:
+        rel = child.relative_to(parent)
+    except ValueError:
+        return None
+    parts = rel.parts
+    if len(parts) == 1 and is_split(parts[0]):
+        return parts[0]
+    if len(parts) == 2 and parts[0] == CLASS_RUN:
+        return "/".join(parts)
+    return None
+
+
+def fold_dashboard_runs(runs: Sequence[Any]) -> list[Any]:
+    """Runs read from event files, with fitwatch's dashboard layout folded back into one run per training run.
+
+    Since the dashboard layout (docs/dashboard.md), fitwatch writes each split as a sibling run of the framework's
+    run directory (``<run>/train``, ``<run>/val``, ``<run>/class/<name>``) under tags without the split
+    (``1_performance/loss``). The report reads one run per training run under the history names
+    (``performance/loss/val``), so this merges each sibling run into its parent and renames the tags
+    (:func:`fitwatch.sinks.tags.history_tag`). Runs in the earlier layout (one directory, split in the tag) and
+    runs of other loggers pass through unchanged.
+
+    Args:
+        runs: :class:`fitwatch.report.events.RunEvents`, in discovery order.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    by_dir = {Path(run.directory): run for run in runs}
+    parents: dict[Path, Path] = {}
+    for directory in by_dir:
+        for depth in (1, 2):
+            if len(directory.parts) <= depth:
+                continue
+            parent = directory.parents[depth - 1]
+            if _sibling_name(parent, directory) is not None:
+                parents[directory] = parent
+                break
+    if not parents and not any(
+        _history_name("", name, 0.0) is not None for run in runs for name in run.scalars
+    ):
+        return list(runs)
+    out: list[Any] = []
+    merged: dict[Path, Any] = {}
+    for run in runs:
+        directory = Path(run.directory)
+        home = parents.get(directory, directory)
+        target = merged.get(home)
+        if target is None:
+            base = by_dir.get(home)
+            target = dataclasses.replace(
+                base if base is not None else run, directory=home, files=[], scalars={}, unreadable=[]
+            )
+            merged[home] = target
+            out.append(target)
+        sibling = _sibling_name(home, directory) or ""
+        target.files = [*target.files, *run.files]
+        target.unreadable = [*target.unreadable, *run.unreadable]
+        for name, points in run.scalars.items():
+            renamed = [(_history_name(sibling, name, v), s) for s, v in points]
+            if renamed and renamed[0][0] is None:
+                if sibling:  # a tag of another logger in a split run: kept, named by its run
+                    target.scalars.setdefault(f"{sibling}/{name}", []).extend(points)
+                else:
+                    target.scalars.setdefault(name, []).extend(points)
+                continue
+            for found, step in renamed:
+                if found is not None:
+                    target.scalars.setdefault(found[0], []).append((step, found[1]))
+    for target in out:
+        for name, points in target.scalars.items():
+            points.sort(key=lambda p: p[0])
+        # The sink leaves out a split's NLL chart when it equals that split's loss (cross-entropy training).
+        for split in {parse.split for parse in map(parse_tag, list(target.scalars)) if parse and parse.split}:
+            nll, loss = f"calibration/nll/{split}", f"performance/loss/{split}"
+            if nll not in target.scalars and loss in target.scalars and f"calibration/ece/{split}" in target.scalars:
+                target.scalars[nll] = list(target.scalars[loss])
+            # Health counts are written only when nonzero: zero at every other evaluation.
+            samples = target.scalars.get(f"health/samples/{split}")
+            for metric in HEALTH_COUNTS if samples else ():
+                name = f"health/{metric}/{split}"
+                written = dict(target.scalars.get(name, []))
+                target.scalars[name] = [(step, written.get(step, 0.0)) for step, _ in samples]
+    return out

@@ -23,7 +23,21 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["SECTIONS", "SPLITS", "TagParts", "is_split", "parse_tag", "sanitize", "tag"]
+__all__ = [
+    "CLASS_RUN",
+    "DASHBOARD_SECTIONS",
+    "HEALTH_COUNTS",
+    "SECTIONS",
+    "SPLITS",
+    "TagParts",
+    "dashboard_name",
+    "dashboard_scalar",
+    "history_tag",
+    "is_split",
+    "parse_tag",
+    "sanitize",
+    "tag",
+]
 
 #: Dashboard sections, in the order the custom-scalars layout shows them.
 SECTIONS = (
@@ -96,3 +110,121 @@ def parse_tag(name: str, prefix: str = "") -> TagParts | None:
         return None
     subject = "/".join(parts[2:]) if len(parts) > 2 else None
     return TagParts(parts[0], parts[1], subject, split)
+
+
+# --- The event-file layout (the dashboard) --------------------------------------------------------------------
+#
+# ``cb.history`` and ``history.json`` keep the names above. The TensorBoard event files use a layout built for the
+# dashboard (docs/dashboard.md), Keras-style: each split is a sibling run of the framework's run directory
+# (``<run>/train``, ``<run>/val``) under one tag without the split, so every chart overlays train and validation;
+# per-class validation metrics are sibling runs ``<run>/class/<name>`` (one coloured line per class on one
+# chart per metric); a leading digit sorts TensorBoard's groups by question, performance first.
+
+#: The event-file group of each section, in the order the dashboard shows them.
+DASHBOARD_SECTIONS = {
+    "performance": "1_performance",
+    "findings": "2_findings",
+    "gap": "3_gap",
+    "calibration": "4_calibration",
+    "per_class": "5_per_class",
+    "optimizer": "6_optimizer",
+    "weights": "7_weights",
+    "data": "8_data",
+    "health": "9_health",
+}
+_SECTION_OF_GROUP = {group: section for section, group in DASHBOARD_SECTIONS.items()}
+#: The run (relative to the framework's run directory) that holds a class's validation metrics.
+CLASS_RUN = "class"
+#: Per-class metrics on the dashboard (validation only; one chart each, one line per class).
+DASHBOARD_CLASS_METRICS = ("recall", "precision", "f1", "support", "predicted")
+#: Health counts written only when nonzero (the report reads a missing point as 0).
+HEALTH_COUNTS = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "skipped_batches", "nonfinite_loss_steps")
+#: Findings tracks on the dashboard: 0 resolved, 1 info, 2 warning, 3 critical (the history keeps logging levels).
+_TRACK_OF_LEVEL = {0: 0.0, 20: 1.0, 30: 2.0, 50: 3.0}
+_LEVEL_OF_TRACK = {v: float(k) for k, v in _TRACK_OF_LEVEL.items()}
+
+
+def dashboard_name(name: str, *, prefix: str = "") -> tuple[str, str]:
+    """Where a history name goes in the event-file layout: ``(run, tag)``, ``run`` ``""`` for the framework's run
+    directory. Names fitwatch did not build pass through unchanged.
+
+    >>> dashboard_name("data/confident_mistakes/val")
+    ('val', '8_data/confident_mistakes')
+    """
+    parts = parse_tag(name, prefix)
+    if parts is None:
+        return ("", name)
+    section, metric, subject, split = parts
+    if section == "per_class" and subject is not None and split == "val":
+        return (f"{CLASS_RUN}/{subject}", prefix + f"{DASHBOARD_SECTIONS[section]}/{metric}")
+    path = [DASHBOARD_SECTIONS[section], metric] + ([subject] if subject else [])
+    return (split or "", prefix + "/".join(path))
+
+
+def dashboard_scalar(name: str, value: float, *, prefix: str = "") -> tuple[str, str, float] | None:
+    """Where a history scalar goes in the event files: ``(run, tag, value)``, or ``None`` when it stays off the
+    dashboard. ``run`` is ``""`` for the framework's run directory, else a sibling run below it.
+
+    Off the dashboard (kept in ``cb.history``, ``history.json`` and the report): per-class metrics of training,
+    health counts that are zero (:data:`HEALTH_COUNTS`) and data scalars (the data report is text). The sink also leaves out per-class runs beyond its ``max_classes``.
+    Findings tracks become 0 (resolved), 1 (info), 2 (warning), 3 (critical).
+
+    >>> dashboard_scalar("performance/loss/val", 0.5)
+    ('val', '1_performance/loss', 0.5)
+    >>> dashboard_scalar("per_class/recall/cat/val", 0.9)
+    ('class/cat', '5_per_class/recall', 0.9)
+    >>> dashboard_scalar("findings/FW-OVERFIT-GAP", 30.0)
+    ('', '2_findings/FW-OVERFIT-GAP', 2.0)
+    >>> dashboard_scalar("health/nonfinite_loss/train", 0.0) is None
+    True
+    """
+    parts = parse_tag(name, prefix)
+    if parts is not None:
+        section, metric, subject, split = parts
+        if section == "data" or (section == "health" and metric in HEALTH_COUNTS and value == 0):
+            return None
+        if section == "per_class" and (split != "val" or metric not in DASHBOARD_CLASS_METRICS or subject is None):
+            return None
+        if section == "findings" and metric != "count":
+            value = _TRACK_OF_LEVEL.get(int(value), value)
+    run, name = dashboard_name(name, prefix=prefix)
+    return (run, name, value)
+
+
+def history_tag(run: str, name: str, value: float, *, prefix: str = "") -> tuple[str, float] | None:
+    """The history name of a scalar read from the event-file layout: the inverse of :func:`dashboard_scalar`.
+
+    ``run`` is the run's path relative to the framework's run directory (``""``, ``"val"``, ``"class/cat"``).
+    Returns ``None`` for a tag that is not in the dashboard layout.
+
+    >>> history_tag("val", "1_performance/loss", 0.5)
+    ('performance/loss/val', 0.5)
+    >>> history_tag("class/cat", "5_per_class/recall", 0.9)
+    ('per_class/recall/cat/val', 0.9)
+    >>> history_tag("", "2_findings/FW-OVERFIT-GAP", 2.0)
+    ('findings/FW-OVERFIT-GAP', 30.0)
+    """
+    if prefix:
+        if not name.startswith(prefix):
+            return None
+        name = name[len(prefix) :]
+    parts = name.split("/")
+    section = _SECTION_OF_GROUP.get(parts[0])
+    if section is None or len(parts) < 2:
+        return None
+    metric, subject = parts[1], "/".join(parts[2:]) or None
+    split = None
+    if run.startswith(CLASS_RUN + "/"):
+        if section != "per_class":
+            return None
+        subject, split = run[len(CLASS_RUN) + 1 :], "val"
+    elif run:
+        if not is_split(run):
+            return None
+        split = run
+    if section == "findings" and metric != "count":
+        value = _LEVEL_OF_TRACK.get(value, value)
+    try:
+        return tag(section, metric, subject=subject, split=split, prefix=prefix), value
+    except ValueError:
+        return None
