@@ -171,7 +171,7 @@ def test_tiny_bert_run_through_the_example_matches_a_manual_evaluation(
     assert min(val_set.timestamps) > max(trainer.train_dataset.timestamps)
     assert "FW-LEAK-TEMPORAL" not in {f.code for f in cb.findings}
     assert "time order: Temporal split holds: all 60 validation times are later" in _text(
-        cb.run_dir, "data/report"
+        cb.run_dir, "8_data/report"
     )
     tags = event_tags(cb.run_dir)
     assert {"train/loss", "eval/loss", "performance/accuracy/val", "gap/loss", "optimizer/lr/group0"} <= tags[
@@ -194,7 +194,7 @@ def test_random_split_of_time_stamped_tickets_is_reported(hf_example, tmp_path):
     assert late_train > 0
     (finding,) = [f for f in result.callback.findings if f.code == "FW-LEAK-TEMPORAL"]
     assert f"and {late_train} of {len(train_times)} training times are later" in _text(
-        result.callback.run_dir, "data/report"
+        result.callback.run_dir, "8_data/report"
     )
     assert finding.severity.name.lower() in {"warning", "critical"}
 
