@@ -23,7 +23,7 @@ from typing import Any
 from fitwatch.findings import CATALOGUE, Finding, Severity
 from fitwatch.report.events import ReportInputError, UnreadableFile, printable
 from fitwatch.report.replay import Replay, replay, role_series
-from fitwatch.report.roles import RoleAssignment, RoleMapping, assign_roles
+from fitwatch.report.roles import RoleAssignment, RoleMapping, assign_roles, fold_dashboard_runs
 from fitwatch.report.sources import discover_sources, read_source
 from fitwatch.sinks.tags import parse_tag
 
@@ -235,7 +235,8 @@ def build_report(
         ReportInputError: If a path does not exist or holds no run, or a mapping names a tag that no run has or
             maps one tag twice.
     """
-    runs = [read_source(source) for source in discover_sources(paths)]
+    # fitwatch's dashboard layout (train/val/class sibling runs) folds back into one run per training run.
+    runs = fold_dashboard_runs([read_source(source) for source in discover_sources(paths)])
     if mappings:
         check_mappings(mappings, (tag for run in runs for tag in run.scalars))
     out = []
