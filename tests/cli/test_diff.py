@@ -104,4 +104,62 @@ def test_runs_without_event_files_compare_fingerprints_only(tmp_path):
     write_fingerprint(tmp_path / "b", run_fingerprint(extra={"seed": 2}))
     diff = diff_runs(tmp_path / "a", tmp_path / "b")
     assert [str(c) for c in diff.changes] == ["extra.seed: 1 -> 2"] and diff.metrics == []
-    assert all("no event files" in note for note in diff.notes) and len(diff.notes) == 2
+    assert [n for n in diff.notes if "no event files" in n] == diff.notes[:2] and len(diff.notes) == 3
+    assert "training arguments" in diff.notes[2]  # hand-written fingerprints: say what is not compared
+
+
+# ----------------------------------------------------------------------------- training arguments, search
+
+
+def _training_fingerprint(epochs: int, lr: float = 1e-3) -> dict:
+    """As the callbacks write it: the training arguments under ``extra.training``."""
+    return run_fingerprint(
+        train_samples=["a cat"],
+        extra={"fitwatch_config": {"images": True}, "training": {"max_epochs": epochs, "lr": [lr], "seed": 0,
+                                                                   "batch_size": 32, "precision": "32-true"}},
+    )
+
+
+def test_training_arguments_first_and_key_by_key(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_fingerprint(a / "lightning_logs" / "version_0", _training_fingerprint(5))
+    write_fingerprint(b / "lightning_logs" / "version_0", _training_fingerprint(15, lr=3e-4))
+    diff = diff_runs(a, b)
+    assert [str(c) for c in diff.training_changes] == ["training.lr: [0.001] -> [0.0003]",
+                                                        "training.max_epochs: 5 -> 15"]
+    assert diff.changes[: len(diff.training_changes)] == diff.training_changes  # training arguments first
+    assert all(not c.key.startswith("extra.training") for c in diff.changes)
+    assert any("lightning_logs/version_0/fingerprint.json" in n for n in diff.notes)  # says which file it read
+    assert main(["diff", str(a), str(b)]) == EXIT_OK
+    out = capsys.readouterr().out
+    for text in ("training.max_epochs", "5", "15", "training.lr", "version_0/fingerprint.json"):
+        assert text in out, text
+
+
+def test_training_keyword_and_extra_training_compare_equal():
+    by_keyword = run_fingerprint(training={"max_epochs": 5})
+    by_extra = run_fingerprint(extra={"training": {"max_epochs": 5}})
+    assert [c for c in diff_fingerprints(by_keyword, by_extra) if c.key.startswith("training")] == []
+
+
+def test_newest_fingerprint_under_a_folder_is_used_and_named(tmp_path):
+    import os
+
+    from fitwatch.data.fingerprint import find_fingerprint
+
+    old = write_fingerprint(tmp_path / "run" / "version_0", _training_fingerprint(5))
+    new = write_fingerprint(tmp_path / "run" / "version_1", _training_fingerprint(7))
+    os.utime(old, (1_000_000, 1_000_000))
+    path, found = find_fingerprint(tmp_path / "run")
+    assert path == new and found == [new, old]
+    write_fingerprint(tmp_path / "other", _training_fingerprint(5))
+    diff = diff_runs(tmp_path / "other", tmp_path / "run")
+    assert [str(c) for c in diff.training_changes] == ["training.max_epochs: 5 -> 7"]
+    assert any("newest of 2" in n for n in diff.notes)
+
+
+def test_no_fingerprint_anywhere_below(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    write_fingerprint(tmp_path / "b")
+    with pytest.raises(ReportInputError, match="none was found below it either"):
+        diff_runs(tmp_path / "a", tmp_path / "b")

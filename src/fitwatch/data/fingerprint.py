@@ -5,7 +5,11 @@ tokenizer, the model config, the data. :func:`run_fingerprint` records it at fit
 dict (package versions, platform, model config and parameter-layout hashes, tokenizer hash, hashes of an
 evenly spaced sample of the training and validation data, the git commit of the running script);
 :func:`write_fingerprint` saves it as ``fingerprint.json`` in the log directory; :func:`diff_fingerprints`
-lists the differences between two of them, each printable on one line.
+lists the differences between two of them, each printable on one line, the training arguments first
+(``training``: epochs, steps, learning rates, schedule, batch size, accumulation, precision, seed, optimizer),
+whether they were given as ``training=`` or, as the callbacks write them, as ``extra={"training": ...}``.
+:func:`find_fingerprint` finds the file under a run folder (the callbacks write it into the logger's version
+directory, one or two levels down).
 
 >>> a = run_fingerprint(train_samples=["a cat", "a dog"], extra={"lr": 3e-5})
 >>> b = run_fingerprint(train_samples=["a cat", "a frog"], extra={"lr": 1e-5})
@@ -38,6 +42,7 @@ __all__ = [
     "FINGERPRINT_FILE",
     "FingerprintChange",
     "diff_fingerprints",
+    "find_fingerprint",
     "read_fingerprint",
     "run_fingerprint",
     "write_fingerprint",
@@ -218,6 +223,7 @@ def run_fingerprint(
     val_samples: Iterable[Any] | None = None,
     extra: Mapping[str, Any] | None = None,
     *,
+    training: Mapping[str, Any] | None = None,
     max_samples: int = MAX_SAMPLES,
 ) -> dict[str, Any]:
     """A JSON-safe fingerprint of what this run is made of.
@@ -231,15 +237,18 @@ def run_fingerprint(
             ``max_samples`` of them, evenly spaced when the set is indexable, else the first ones.
         val_samples: Validation samples, likewise.
         extra: Anything else to record (hyperparameters, a data version); must be JSON-serialisable.
+        training: The training arguments that change a run, as a flat JSON-serialisable mapping
+            (``max_epochs``, ``lr``, ``batch_size``, ...); :func:`diff_fingerprints` lists them first. An
+            ``extra["training"]`` mapping is read the same way.
         max_samples: Samples hashed per split.
 
     Returns:
         ``{"schema", "created", "versions", "platform", "git", ...}`` plus ``model``, ``tokenizer``, ``data``
-        and ``extra`` for what was given. ``git`` is ``None`` outside a git repository.
+        ``training`` and ``extra`` for what was given. ``git`` is ``None`` outside a git repository.
 
     Raises:
         TypeError: If ``model`` or ``tokenizer`` is of no supported kind, a sample cannot be digested, or
-            ``extra`` is not a JSON-serialisable mapping.
+            ``extra`` or ``training`` is not a JSON-serialisable mapping.
         ValueError: If ``max_samples`` is not positive.
     """
     check_positive_int("max_samples", max_samples)
@@ -260,13 +269,15 @@ def run_fingerprint(
             data[name] = _data(f"{name}_samples", samples, max_samples)
     if data:
         out["data"] = data
-    if extra is not None:
-        if not isinstance(extra, Mapping):
-            raise TypeError(f"Expected `extra` to be a mapping, but got {type(extra).__name__}.")
+    for name, value in (("training", training), ("extra", extra)):
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise TypeError(f"Expected `{name}` to be a mapping, but got {type(value).__name__}.")
         try:
-            out["extra"] = json.loads(json.dumps(dict(extra)))
+            out[name] = json.loads(json.dumps(dict(value)))
         except (TypeError, ValueError) as err:
-            raise TypeError(f"Expected `extra` to be JSON-serialisable, but got {err}.") from None
+            raise TypeError(f"Expected `{name}` to be JSON-serialisable, but got {err}.") from None
     return out
 
 
@@ -297,6 +308,56 @@ def read_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"Expected a {FINGERPRINT_FILE} at {path}, but there is none.")
     return json.loads(path.read_text())
+
+
+def find_fingerprint(run: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
+    """The ``fingerprint.json`` of the run under ``run``: ``run`` itself when it is the file or holds one,
+    else the newest one found below it (the callbacks write it into the logger's version directory).
+
+    Returns:
+        The file chosen, and every candidate found (newest first), so that a caller can say which was used.
+
+    Raises:
+        FileNotFoundError: If there is no ``fingerprint.json`` at or below ``run``.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = write_fingerprint(root / "lightning_logs" / "version_0", {"versions": {}})
+    >>> path, found = find_fingerprint(root)
+    >>> path.relative_to(root).as_posix(), len(found)
+    ('lightning_logs/version_0/fingerprint.json', 1)
+    """
+    path = Path(run)
+    if path.is_file():
+        return path, [path]
+    if (path / FINGERPRINT_FILE).is_file():
+        return path / FINGERPRINT_FILE, [path / FINGERPRINT_FILE]
+    found = [p for p in path.rglob(FINGERPRINT_FILE) if p.is_file()] if path.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"Expected a {FINGERPRINT_FILE} at or below {path}, but there is none.")
+
+    def newest_first(p: Path) -> tuple[float, str]:
+        try:
+            return (-p.stat().st_mtime, str(p))
+        except OSError:
+            return (0.0, str(p))
+
+    found.sort(key=newest_first)
+    return found[0], found
+
+
+def _lift_training(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra.training`` (how the callbacks record the training arguments) as the ``training`` section."""
+    out = dict(fingerprint)
+    extra = out.get("extra")
+    if isinstance(extra, Mapping) and isinstance(extra.get("training"), Mapping) and "training" not in out:
+        out["training"] = extra["training"]
+        rest = {k: v for k, v in extra.items() if k != "training"}
+        if rest:
+            out["extra"] = rest
+        else:
+            del out["extra"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -342,8 +403,9 @@ def diff_fingerprints(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Finger
     """What changed from fingerprint ``a`` to fingerprint ``b`` (the creation time is ignored).
 
     Returns:
-        Changes in the fingerprint's section order (versions, platform, git, model, tokenizer, data,
-        extra), each printable with ``str()`` as ``key: before -> after``.
+        Changes in the fingerprint's section order (training, versions, platform, git, model, tokenizer,
+        data, extra), each printable with ``str()`` as ``key: before -> after``. Training arguments recorded
+        as ``extra.training`` are listed as ``training.<argument>``.
 
     Raises:
         TypeError: If ``a`` or ``b`` is not a mapping.
@@ -354,13 +416,17 @@ def diff_fingerprints(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Finger
     ...     print(change)
     versions.peft: (absent) -> 0.11
     versions.torch: 2.3.0 -> 2.4.0
+    >>> for change in diff_fingerprints({"extra": {"training": {"max_epochs": 5, "lr": 1e-3}}},
+    ...                                 {"extra": {"training": {"max_epochs": 15, "lr": 1e-3}}}):
+    ...     print(change)
+    training.max_epochs: 5 -> 15
     """
     for name, value in (("a", a), ("b", b)):
         if not isinstance(value, Mapping):
             raise TypeError(f"Expected `{name}` to be a fingerprint mapping, but got {type(value).__name__}.")
-    flat_a = {k: v for k, v in _flatten(a).items() if k.split(".")[0] not in _VOLATILE}
-    flat_b = {k: v for k, v in _flatten(b).items() if k.split(".")[0] not in _VOLATILE}
-    sections = ["versions", "platform", "git", "model", "tokenizer", "data", "extra"]
+    flat_a = {k: v for k, v in _flatten(_lift_training(a)).items() if k.split(".")[0] not in _VOLATILE}
+    flat_b = {k: v for k, v in _flatten(_lift_training(b)).items() if k.split(".")[0] not in _VOLATILE}
+    sections = ["training", "versions", "platform", "git", "model", "tokenizer", "data", "extra"]
 
     def order(key: str) -> tuple[int, str]:
         head = key.split(".")[0]
