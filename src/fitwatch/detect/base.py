@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from fitwatch.detect.records import AuditRecord, EvalRecord, StepRecord
 from fitwatch.findings import Finding
 
-__all__ = ["DETECTORS", "Detector", "build_detectors", "register"]
+__all__ = ["DETECTORS", "EVIDENCE_DIGITS", "Detector", "build_detectors", "register", "rounded"]
 
 Record = EvalRecord | StepRecord | AuditRecord
 
@@ -121,6 +121,30 @@ def build_detectors(settings: Mapping[str, Mapping[str, Any]] | None = None) -> 
             raise ValueError(f"Unknown setting(s) {bad} for detector {name!r}; expected some of {valid}.")
         out.append(cls(**kwargs))
     return out
+
+
+#: Significant digits kept in a finding's evidence: what a person compares, never a 16-digit float.
+EVIDENCE_DIGITS = 4
+
+
+def rounded(value: Any, digits: int = EVIDENCE_DIGITS) -> Any:
+    """Evidence as a person reads it: floats to ``digits`` significant digits (non-finite ones become
+    ``None``), recursively through mappings, lists and tuples; everything else as it is.
+
+    >>> rounded({"gl": 38.46153846153846, "lr": [0.00031622776, float("nan")], "n": 3, "tag": "val"})
+    {'gl': 38.46, 'lr': [0.0003162, None], 'n': 3, 'tag': 'val'}
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, Mapping):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(rounded(v, digits) for v in value)
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, register
+from fitwatch.detect.base import Detector, register, rounded
 from fitwatch.detect.records import EvalRecord
 from fitwatch.detect.trends import finite, finite_or_none, theil_sen_slope
 from fitwatch.findings import Finding, Severity
@@ -149,7 +149,7 @@ class CalibrationDetector(Detector):
             step=int(record.step),
             epoch=record.epoch,
             message=text,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
     def _earlier_best(self) -> tuple[float, int] | None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, register
+from fitwatch.detect.base import Detector, register, rounded
 from fitwatch.detect.records import EvalRecord
 from fitwatch.detect.trends import finite_or_none, two_proportion_z
 from fitwatch.findings import Finding, Severity
@@ -300,7 +300,7 @@ class ClassCollapseDetector(Detector):
             step=int(record.step),
             epoch=record.epoch,
             message=what,
-            evidence=evidence,
+            evidence=rounded(evidence),
             subject=subject,
         )
 
@@ -441,7 +441,7 @@ class NeverPredictedDetector(Detector):
             step=int(record.step),
             epoch=record.epoch,
             message=text,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
     def _others_learned(

@@ -22,7 +22,7 @@ import math
 from statistics import median
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, Record, register
+from fitwatch.detect.base import Detector, Record, register, rounded
 from fitwatch.detect.records import EvalRecord, StepRecord
 from fitwatch.detect.trends import EMA
 from fitwatch.findings import Finding, Severity
@@ -225,7 +225,7 @@ class DivergenceDetector(Detector):
             step=record.step,
             epoch=record.epoch,
             message=message,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
     def _explosion_finding(self, record: StepRecord, level: float, step: int) -> Finding:
@@ -250,5 +250,5 @@ class DivergenceDetector(Detector):
             step=record.step,
             epoch=record.epoch,
             message=message,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )

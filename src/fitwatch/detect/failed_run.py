@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, register
+from fitwatch.detect.base import Detector, register, rounded
 from fitwatch.detect.records import EvalRecord
 from fitwatch.detect.trends import finite_or_none, theil_sen_slope
 from fitwatch.findings import Finding, Severity
@@ -158,7 +158,7 @@ class FailedRunDetector(Detector):
             step=int(record.step),
             epoch=record.epoch,
             message=text,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
     def holding(self) -> set[str]:

@@ -15,7 +15,7 @@ import math
 from typing import Any, ClassVar
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, register
+from fitwatch.detect.base import Detector, register, rounded
 from fitwatch.detect.records import EvalRecord
 from fitwatch.detect.trends import finite_or_none, two_proportion_z
 from fitwatch.findings import Finding, Severity
@@ -186,5 +186,5 @@ class LeakSuspiciousDetector(Detector):
             step=int(record.step),
             epoch=record.epoch,
             message=text,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )

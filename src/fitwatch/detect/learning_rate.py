@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from statistics import median
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, Record, register
+from fitwatch.detect.base import Detector, Record, register, rounded
 from fitwatch.detect.records import AuditRecord, StepRecord
 from fitwatch.detect.trends import finite
 from fitwatch.findings import Finding, Severity
@@ -286,7 +286,7 @@ class UpdateRatioDetector(Detector):
             step=record.step,
             epoch=record.epoch,
             message=message,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
 
@@ -464,7 +464,7 @@ class LossSpikeDetector(Detector):
             step=record.step,
             epoch=record.epoch,
             message=message,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
 
@@ -559,5 +559,5 @@ class WarmupDetector(Detector):
             step=record.step,
             epoch=record.epoch,
             message=message,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )

@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, register
+from fitwatch.detect.base import Detector, register, rounded
 from fitwatch.detect.records import EvalRecord
 from fitwatch.detect.trends import (
     Rise,
@@ -144,6 +144,43 @@ def _at(epoch: int | None, index: int) -> str:
 
 def _pct(x: float) -> str:
     return f"{x:.0f}%" if abs(x) >= 10 else f"{x:.1f}%"
+
+
+#: A score change smaller than this reads as "flat" in a message (what three decimals can show).
+SCORE_FLAT = 0.01
+
+
+def score_move(name: str, then: float, now: float) -> str:
+    """How a score moved, in the words both overfitting findings use, so that one report never says
+    "accuracy fell" in one finding and "accuracy holds" in another for the same evaluations.
+
+    >>> score_move("accuracy", 0.903, 0.879), score_move("accuracy", 0.903, 0.905), score_move("macro F1", 0.5, 0.6)
+    ('accuracy fell from 0.903 to 0.879', 'accuracy is flat at 0.905', 'macro F1 rose from 0.500 to 0.600')
+    """
+    if now - then <= -SCORE_FLAT:
+        return f"{name} fell from {then:.3f} to {now:.3f}"
+    if now - then < SCORE_FLAT:
+        return f"{name} is flat at {now:.3f}"
+    return f"{name} rose from {then:.3f} to {now:.3f}"
+
+
+def gap_move(label: str, then: float, now: float, digits: str = ".3g") -> str:
+    """How a signed gap (validation worse than training when positive) grew, with a verb that follows the signs:
+    a gap that grows from a negative value toward zero *narrowed*; one that crosses zero *turned positive*.
+
+    >>> gap_move("the loss gap", 0.05, 0.2)
+    'the loss gap widened from 0.05 to 0.2'
+    >>> gap_move("the loss gap", -0.189, -0.02)
+    'the loss gap narrowed from -0.189 to -0.02 (validation still better than training)'
+    >>> gap_move("the loss gap", -0.189, 0.0103)
+    'the loss gap rose from -0.189 to 0.0103, crossing zero (validation now worse than training)'
+    """
+    a, b = format(then, digits), format(now, digits)
+    if then >= 0:
+        return f"{label} widened from {a} to {b}"
+    if now <= 0:
+        return f"{label} narrowed from {a} to {b} (validation still better than training)"
+    return f"{label} rose from {a} to {b}, crossing zero (validation now worse than training)"
 
 
 def score_tolerance(score: float, samples: float | None, *, tolerance: float, se_factor: float) -> float:
@@ -486,12 +523,8 @@ class OverfittingDetector(_RiseDetector):
             )
         acc_then, acc_now = self.accuracy[b], self.accuracy[-1]
         if acc_then is not None and acc_now is not None:
-            if acc_now - acc_then <= -0.01:
-                text += f"; accuracy fell from {acc_then:.3f} to {acc_now:.3f}"
-            elif acc_now - acc_then < 0.01:
-                text += f"; accuracy is flat at {acc_now:.3f}, so it hides this"
-            else:
-                text += f"; accuracy still rose from {acc_then:.3f} to {acc_now:.3f}, so it hides this"
+            text += "; " + score_move("accuracy", acc_then, acc_now)
+            text += "" if acc_now - acc_then <= -SCORE_FLAT else ", so it hides this"
         if backing is not None and "ece_now" in backing:
             text += (
                 f"; ECE rose from {backing['ece_then']:.3f} to {backing['ece_now']:.3f}, so the model also grows "
@@ -505,13 +538,15 @@ class OverfittingDetector(_RiseDetector):
             "best_step": self.steps[b],
             "loss": rise.current,
             "evaluations_since_best": rise.since_best,
-            "gl": rise.gl,
-            "gl_threshold": rise.threshold,
+            "generalization_loss_pct": rise.gl,
+            "generalization_loss_threshold_pct": rise.threshold,
             "noise_pct": rise.noise_pct,
             "p_increasing": rise.p_increasing,
             "train_fall_pct": train_fall,
             "training_progress": p_k,
-            "pq": rise.gl / p_k if p_k and math.isfinite(p_k) and p_k > 0 else None,
+            "progress_quotient": rise.gl / p_k if p_k and math.isfinite(p_k) and p_k > 0 else None,
+            "accuracy_at_best": acc_then,
+            "accuracy_now": acc_now,
             "corroborated_by": None if backing is None else "ece" if "ece_now" in backing else "accuracy",
             **(backing or {}),
         }
@@ -521,8 +556,19 @@ class OverfittingDetector(_RiseDetector):
             step=int(record.step),
             epoch=record.epoch,
             message=text,
-            evidence={k: _json(x) for k, x in evidence.items()},
+            evidence=rounded(_with_prechelt_names(evidence)),
         )
+
+
+def _with_prechelt_names(evidence: dict[str, Any]) -> dict[str, Any]:
+    """The readable keys and, for readers written before them, Prechelt's short names (``gl``, ``pq``,
+    ``gl_threshold``) with the same values."""
+    return {
+        **evidence,
+        "gl": evidence["generalization_loss_pct"],
+        "gl_threshold": evidence["generalization_loss_threshold_pct"],
+        "pq": evidence["progress_quotient"],
+    }
 
 
 @register
@@ -670,10 +716,14 @@ class SubtleOverfittingDetector(_RiseDetector):
         b = rise.best_index
         name = "accuracy" if self.score_name == "accuracy" else "macro F1"
         s0, s1, e0, e1 = facts["score_then"], facts["score_now"], facts["ece_then"], facts["ece_now"]
-        if s1 - s0 > facts["score_tolerance"]:  # a gain beyond the noise that "holds" allows
-            held = f"{name} still improves ({s0:.3f} -> {s1:.3f})"
-        else:
+        # The same words as FW-OVERFIT's for the same two evaluations; a fall within the score's noise is named as
+        # a fall, with the noise that lets this finding stand.
+        if s1 - s0 <= -SCORE_FLAT:
+            held = score_move(name, s0, s1) + f" (within its noise, +/-{facts['score_tolerance']:.3f})"
+        elif s1 - s0 < SCORE_FLAT:
             held = f"{name} holds at {s1:.3f}"
+        else:
+            held = f"{name} still improves ({s0:.3f} -> {s1:.3f})"
         ratio = f", {e1 / e0:.1f}x" if e0 > 0 else ""
         text = (
             f"{held} while validation NLL rose {_pct(rise.gl)} since {_at(self.epochs[b], b)} "
@@ -686,11 +736,13 @@ class SubtleOverfittingDetector(_RiseDetector):
             "best_step": self.steps[b],
             "nll": rise.current,
             "nll_rise_pct": rise.gl,
+            "nll_rise_threshold_pct": rise.threshold,
             "gl_threshold": rise.threshold,
             "p_increasing": rise.p_increasing,
             "score": self.score_name,
             "score_at_best": s0,
             "score_now": s1,
+            "score_tolerance": facts["score_tolerance"],
             "ece_at_best": e0,
             "ece_now": e1,
             "ece_margin": facts["ece_margin"],
@@ -701,7 +753,7 @@ class SubtleOverfittingDetector(_RiseDetector):
             step=int(record.step),
             epoch=record.epoch,
             message=text,
-            evidence={k: _json(x) for k, x in evidence.items()},
+            evidence=rounded(evidence),
         )
 
 
@@ -843,15 +895,13 @@ class GapDetector(_RiseDetector):
         parts = []
         if loss is not None:
             parts.append(
-                f"the validation-minus-training loss gap widened from {loss['from']:.3g} to "
-                f"{loss['to']:.3g} over the last {loss['span']:.0f} evaluations "
-                f"(Mann-Kendall p={loss['p_increasing']:.3g})"
+                gap_move("the validation-minus-training loss gap", loss["from"], loss["to"])
+                + f" over the last {loss['span']:.0f} evaluations (Mann-Kendall p={loss['p_increasing']:.3g})"
             )
         if acc is not None:
             parts.append(
-                f"the training-minus-validation accuracy gap widened from {acc['from']:.3f} to "
-                f"{acc['to']:.3f} over the last {acc['span']:.0f} evaluations "
-                f"(Mann-Kendall p={acc['p_increasing']:.3g})"
+                gap_move("the training-minus-validation accuracy gap", acc["from"], acc["to"], ".3f")
+                + f" over the last {acc['span']:.0f} evaluations (Mann-Kendall p={acc['p_increasing']:.3g})"
             )
         if rise is not None:
             severity = Severity.WARNING
@@ -870,19 +920,13 @@ class GapDetector(_RiseDetector):
             if facts is not None:
                 evidence.update({f"{prefix}_{k}": x for k, x in facts.items()})
         if rise is not None:
-            evidence.update({"val_gl": rise.gl, "val_best": rise.best, "val_loss": rise.current})
+            evidence.update({"val_gl": rise.gl, "val_loss_rise_pct": rise.gl, "val_best": rise.best,
+                             "val_loss": rise.current})
         return Finding(
             code="FW-GAP-WIDENING",
             severity=severity,
             step=int(record.step),
             epoch=record.epoch,
             message="; ".join(parts) + tail,
-            evidence={k: _json(x) for k, x in evidence.items()},
+            evidence=rounded(evidence),
         )
-
-
-def _json(x: Any) -> Any:
-    """Evidence value as JSON-safe data: non-finite floats become None."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, register
+from fitwatch.detect.base import Detector, register, rounded
 from fitwatch.detect.records import EvalRecord
 from fitwatch.detect.trends import finite, finite_or_none, mann_kendall, theil_sen_slope, trimmed_noise
 from fitwatch.findings import Finding, Severity
@@ -230,7 +230,7 @@ class PlateauDetector(Detector):
             step=int(record.step),
             epoch=record.epoch,
             message=text,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
 
@@ -377,7 +377,7 @@ class LRDecayedDetector(Detector):
             step=int(record.step),
             epoch=record.epoch,
             message=text,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
     def _improvement(self) -> tuple[str, float, float, int, float] | None:

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fitwatch import _validation as v
-from fitwatch.detect.base import Detector, Record, register
+from fitwatch.detect.base import Detector, Record, register, rounded
 from fitwatch.detect.records import AuditRecord, StepRecord
 from fitwatch.detect.trends import mann_kendall, theil_sen_slope
 from fitwatch.findings import Finding, Severity
@@ -127,7 +127,7 @@ class _AuditDetector(Detector):
             step=record.step,
             epoch=record.epoch,
             message=message,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
 
     @abc.abstractmethod
@@ -495,5 +495,5 @@ class WeightGrowthDetector(Detector):
             step=record.step,
             epoch=record.epoch,
             message=message,
-            evidence=evidence,
+            evidence=rounded(evidence),
         )
