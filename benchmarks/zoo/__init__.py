@@ -16,6 +16,10 @@ each scenario's own),
 writes nothing unless ``--write``), ``--log-dir DIR`` (keep each run's TensorBoard files and checkpoints),
 ``--no-write``, ``--render`` (the table and docs again from ``results.json``, without training).
 
+``--variants`` runs the zoo's variants instead (:mod:`benchmarks.zoo.variants`: loss-only modules and loop
+shapes; their own tables between ``<!-- zoo-loss-only:start -->`` and ``<!-- zoo-loss-only:end -->``, results in
+``benchmarks/zoo/results_variants.json``).
+
 ``--lm`` runs the language-model zoo instead (:mod:`benchmarks.zoo.lm`: GPT-2 fine-tunes on the standard
 library's docstrings; its own table between ``<!-- lm-zoo:start -->`` and ``<!-- lm-zoo:end -->``, results in
 ``benchmarks/zoo/results_lm.json``), with the same options.
@@ -76,9 +80,9 @@ def run_zoo(
     log_dir: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every (scenario, seed) run, in registry order; ``seeds`` replaces each scenario's own seeds."""
-    from fitwatch.scenarios import SCENARIOS
+    from fitwatch.scenarios import get_scenario
 
-    plan = [(n, s) for n in names for s in (seeds if seeds is not None else SCENARIOS[n].seeds)]
+    plan = [(n, s) for n in names for s in (seeds if seeds is not None else get_scenario(n).seeds)]
     if jobs <= 1:
         runs = []
         for name, seed in plan:
@@ -136,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--lm", action="store_true", help="run the language-model zoo (benchmarks.zoo.lm)")
     parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="run the loss-only and loop-shape variants (benchmarks.zoo.variants)",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="re-render the table and docs from results.json, without training",
@@ -154,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.zoo.lm import main as lm_main
 
         return lm_main(arguments)
+    if "--variants" in arguments:
+        from benchmarks.zoo.variants import main as variants_main
+
+        return variants_main(arguments)
     args = _parser().parse_args(arguments)
     if args.render:
         saved = json.loads(RESULTS.read_text())

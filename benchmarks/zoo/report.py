@@ -259,6 +259,30 @@ def data_facts_text(facts: Mapping[str, Any]) -> str:
     '300 training labels flipped; 18 of the 20 suspects named are flipped (precision 0.90); precision at 300 (the 300 lowest areas under the margin) 0.70'
     """
     parts = []
+    if facts.get("train_loss") is not None:
+        nll = facts.get("train_nll")
+        parts.append(
+            f"final training loss {facts['train_loss']:.4f}"
+            + (f", NLL of the same batches' logits {nll:.4f}" if nll is not None else "")
+        )
+    if "val_1_loss" in facts:
+        one = facts["val_1_loss"]
+        val = facts.get("val_loss")
+        parts.append(
+            f"final loss val {'not recorded' if val is None else f'{val:.4f}'}, val_1 "
+            + ("not recorded" if one is None else f"{one:.4f}")
+        )
+    if "eval_loss" in facts:
+        base = facts["eval_loss"]
+        parts.append(
+            "validate() before fit: "
+            + ("not recorded" if base is None else f"loss {base:.4f} under eval")
+            + (
+                f"; first val loss of the fit {facts['first_val_loss']:.4f}"
+                if facts.get("first_val_loss") is not None
+                else ""
+            )
+        )
     if facts.get("duplicate_fraction") is not None:
         part = f"{facts['duplicate_fraction']:.1%} of validation has a copy in training"
         acc, clean = facts.get("val_accuracy"), facts.get("val_clean_accuracy")

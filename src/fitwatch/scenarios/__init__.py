@@ -19,6 +19,12 @@ progress bar and ``callbacks=[...]`` adds your own (a progress display of your o
 Scenario names are the keys of :data:`SCENARIOS`; each names its task, data faults, network, recipe,
 injected fault, the finding codes expected and how its onset is defined.
 
+Variants of those scenarios live in :data:`~fitwatch.scenarios.registry.VARIANT_SCENARIOS` (``python -m
+benchmarks.zoo --variants``): ``<name>-loss-only`` trains a typical module that returns only its loss and logs
+``val_loss``/``val_acc`` (FitWatch judges it on what it logs), and ``<healthy name>-accumulate``, ``-two-val``,
+``-validate-first`` train healthy runs in the loop shapes of real scripts. ``run_scenario`` and
+``get_scenario`` take their names too.
+
 The language-model zoo (GPT-2 fine-tunes on the standard library's docstrings, ``python -m benchmarks.zoo
 --lm``) lives in :mod:`fitwatch.scenarios.lm` (``LM_SCENARIOS``, ``run_lm_scenario``) and
 :mod:`fitwatch.scenarios.lm_data`; it needs transformers, and peft for its LoRA scenario.

@@ -35,9 +35,12 @@ class ForgetsTrainMode(Callback):
         batch = next(iter(loader[0] if isinstance(loader, (list, tuple)) else loader))
         pl_module.eval()
         with torch.no_grad():
-            out = pl_module.validation_step(batch, 0)
-        target = batch["labels"] if isinstance(batch, dict) else batch[1]
-        self.probe_accuracy.append(float((out["logits"].argmax(-1) == target).float().mean()))
+            # The network itself, not validation_step: a loss-only module's step returns nothing and logs.
+            if isinstance(batch, dict):
+                logits, target = pl_module.net(batch["input_ids"], batch["attention_mask"]), batch["labels"]
+            else:
+                logits, target = pl_module.net(batch[0]), batch[1]
+        self.probe_accuracy.append(float((logits.argmax(-1) == target).float().mean()))
         if self.onset_step is None:
             self.onset_step = trainer.global_step + 1  # the next training step runs in eval mode
 

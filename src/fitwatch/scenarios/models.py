@@ -20,7 +20,15 @@ from torch import Tensor, nn
 
 from fitwatch import _validation as v
 
-__all__ = ["ModelSpec", "Recipe", "ScenarioModule", "TabularMLP", "TicketEncoder", "build_network"]
+__all__ = [
+    "LossOnlyModule",
+    "ModelSpec",
+    "Recipe",
+    "ScenarioModule",
+    "TabularMLP",
+    "TicketEncoder",
+    "build_network",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,7 +212,7 @@ class ScenarioModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         return self._step(batch)
 
-    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         return self._step(batch)
 
     def configure_optimizers(self) -> Any:
@@ -264,3 +272,32 @@ def schedule_factor(kind: str, *, warmup: int, total: int) -> Any:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+class LossOnlyModule(ScenarioModule):
+    """The same training as :class:`ScenarioModule`, written as a typical LightningModule that was not written
+    for fitwatch.
+
+    ``training_step`` logs ``train_loss`` and returns the loss tensor alone; ``validation_step`` logs
+    ``val_loss`` and ``val_acc`` and returns nothing. Both call the network as ``self.net(...)``, never the
+    module itself, so FitWatch's hook on the module's ``forward`` captures nothing: the logged metrics and the
+    returned training loss are all it gets (its optimizer and model diagnostics read the module and the
+    optimizer, as always). The optimizer and schedule are :class:`ScenarioModule`'s.
+    """
+
+    def _net_logits(self, batch: Any) -> tuple[Tensor, Tensor]:
+        if isinstance(batch, dict):
+            return self.net(batch["input_ids"], batch["attention_mask"]), batch["labels"]
+        return self.net(batch[0]), batch[1]
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:  # type: ignore[override]
+        logits, target = self._net_logits(batch)
+        loss = nn.functional.cross_entropy(logits, target, label_smoothing=self.recipe.label_smoothing)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:  # type: ignore[override]
+        logits, target = self._net_logits(batch)
+        loss = nn.functional.cross_entropy(logits, target, label_smoothing=self.recipe.label_smoothing)
+        self.log("val_loss", loss, prog_bar=True)
+        self.log("val_acc", (logits.argmax(-1) == target).float().mean())

@@ -13,6 +13,7 @@ validation optimum without training far past it. They are not tuned to keep fitw
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,20 @@ from fitwatch.scenarios.data import TASKS
 from fitwatch.scenarios.faults import INJECTIONS
 from fitwatch.scenarios.models import ModelSpec, Recipe
 
-__all__ = ["ONSETS", "SCENARIOS", "Scenario", "get_scenario"]
+__all__ = [
+    "LOOP_SHAPE_SCENARIOS",
+    "LOSS_ONLY_SCENARIOS",
+    "ONSETS",
+    "SCENARIOS",
+    "SECOND_VAL_NOISE",
+    "VARIANT_SCENARIOS",
+    "Scenario",
+    "get_scenario",
+]
+
+#: Standard deviation of the Gaussian noise on the (standardised) features of a tabular scenario's second
+#: validation set (``Scenario.second_val``).
+SECOND_VAL_NOISE = 0.5
 
 #: How a scenario's onset is placed on the evaluation axis (0-based evaluation index), by name.
 ONSETS: Mapping[str, str] = {
@@ -63,6 +77,15 @@ class Scenario:
         data_checks: FitWatch ``data_checks`` settings of the run (a ``time_field``, ``mislabels``), on top
             of the defaults (duplicates and label shift at fit start, which every run has).
         injection: Key of :data:`~fitwatch.scenarios.faults.INJECTIONS`, with ``injection_args``.
+        loss_only: Train with :class:`~fitwatch.scenarios.models.LossOnlyModule`, a typical module not written
+            for fitwatch (returns only its loss, logs ``val_loss``/``val_acc``, calls ``self.net``): FitWatch
+            judges the run on the metrics it logs.
+        accumulate: Lightning's ``accumulate_grad_batches``.
+        second_val: Add a second validation dataloader (tabular: the validation features with Gaussian noise
+            of standard deviation :data:`SECOND_VAL_NOISE`; tickets: every other validation ticket), which
+            FitWatch summarises as ``val_1``; the first stays the primary ``val`` the detectors judge.
+        validate_first: Run ``trainer.validate(model, val)`` before ``trainer.fit`` on the same Trainer (the
+            untrained baseline).
     """
 
     name: str
@@ -85,6 +108,10 @@ class Scenario:
     data_checks: Mapping[str, Any] = field(default_factory=dict)
     injection: str | None = None
     injection_args: Mapping[str, Any] = field(default_factory=dict)
+    loss_only: bool = False
+    accumulate: int = 1
+    second_val: bool = False
+    validate_first: bool = False
 
     def __post_init__(self) -> None:
         v.check_choice("task", self.task, TASKS)
@@ -94,6 +121,9 @@ class Scenario:
         v.check_fraction("label_noise", self.label_noise)
         v.check_fraction("duplicate_fraction", self.duplicate_fraction)
         v.check_bool("split_by_time", self.split_by_time)
+        for name in ("loss_only", "second_val", "validate_first"):
+            v.check_bool(name, getattr(self, name))
+        v.check_positive_int("accumulate", self.accumulate)
         if (self.duplicate_fraction or self.split_by_time) and self.task != "tickets":
             raise ValueError(
                 "Expected `duplicate_fraction` and `split_by_time` only with the 'tickets' task, "
@@ -403,12 +433,83 @@ _ALL = (
 SCENARIOS: Mapping[str, Scenario] = {s.name: s for s in _ALL}
 
 
+def _loss_only(name: str, seeds: tuple[int, ...] = (0, 1, 2)) -> Scenario:
+    base = SCENARIOS[name]
+    return dataclasses.replace(
+        base,
+        name=f"{name}-loss-only",
+        description=f"{base.description}; a module that returns only its loss and logs val_loss/val_acc",
+        seeds=seeds,
+        loss_only=True,
+    )
+
+
+# Loss-only versions of the scenarios whose signal is in the loss, the optimizer or the model set-up: the
+# healthy tabular runs and a healthy ticket run, and the faults whose expected codes need no per-class,
+# calibration or per-sample numbers (subtle overfitting needs ECE, class collapse per-class recall, the
+# mislabel check per-sample margins; the data checks read the datasets, with or without logits). The ticket
+# faults are one seed each to keep the whole set under a few minutes of CPU.
+_LOSS_ONLY = (
+    _loss_only("healthy-digits"),
+    _loss_only("healthy-wine"),
+    _loss_only("healthy-breast-cancer"),
+    _loss_only("healthy-tickets", seeds=(0,)),
+    _loss_only("overfit-breast-cancer"),
+    _loss_only("overfit-tickets", seeds=(0,)),
+    _loss_only("label-noise-tickets", seeds=(0,)),
+    _loss_only("plateau-low-lr-digits"),
+    _loss_only("lr-too-high-digits"),
+    _loss_only("lr-decayed-digits"),
+    _loss_only("eval-mode-breast-cancer"),
+    _loss_only("missing-params-wine"),
+    _loss_only("nan-digits"),
+)
+#: Loss-only versions of zoo scenarios (``<name>-loss-only``): FitWatch judges them on what the module logs.
+LOSS_ONLY_SCENARIOS: Mapping[str, Scenario] = {s.name: s for s in _LOSS_ONLY}
+
+# Accumulation as it is used: batches a quarter as large, accumulated 4 times, so the effective batch and the
+# number of optimizer steps are the healthy run's own.
+_SHAPES = {
+    "accumulate": ({"accumulate": 4}, "batches a quarter the size with accumulate_grad_batches=4"),
+    "two-val": ({"second_val": True}, "a second validation dataloader (noisy features), summarised as val_1"),
+    "validate-first": (
+        {"validate_first": True},
+        "trainer.validate(model, val) before trainer.fit on one Trainer",
+    ),
+}
+
+
+def _loop_shape(name: str, shape: str, seeds: tuple[int, ...] = (0, 1, 2)) -> Scenario:
+    base = SCENARIOS[name]
+    changes, what = _SHAPES[shape]
+    if "accumulate" in changes:
+        changes = {**changes, "batch_size": base.batch_size // changes["accumulate"]}
+    return dataclasses.replace(
+        base, name=f"{name}-{shape}", description=f"{base.description}; {what}", seeds=seeds, **changes
+    )
+
+
+#: Healthy runs trained in the loop shapes of real scripts (``<name>-<shape>``): gradient accumulation, two
+#: validation sets, a validation before the fit. Each must stay free of warning-level findings.
+LOOP_SHAPE_SCENARIOS: Mapping[str, Scenario] = {
+    s.name: s
+    for s in (
+        _loop_shape(name, shape)
+        for shape in _SHAPES
+        for name in ("healthy-digits", "healthy-wine", "healthy-breast-cancer")
+    )
+}
+#: The variants together: ``python -m benchmarks.zoo --variants`` runs them.
+VARIANT_SCENARIOS: Mapping[str, Scenario] = {**LOSS_ONLY_SCENARIOS, **LOOP_SHAPE_SCENARIOS}
+
+
 def get_scenario(name: str) -> Scenario:
-    """The scenario called ``name``.
+    """The scenario called ``name`` (in :data:`SCENARIOS` or :data:`VARIANT_SCENARIOS`).
 
     Raises:
         ValueError: If there is none, naming the ones there are.
     """
-    if name not in SCENARIOS:
-        raise ValueError(f"Expected a scenario name ({', '.join(SCENARIOS)}), but got {name!r}.")
-    return SCENARIOS[name]
+    known = {**SCENARIOS, **VARIANT_SCENARIOS}
+    if name not in known:
+        raise ValueError(f"Expected a scenario name ({', '.join(known)}), but got {name!r}.")
+    return known[name]

@@ -25,15 +25,15 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from fitwatch import _validation as v
 from fitwatch.findings import Finding, Severity
 from fitwatch.lightning import FitWatch
 from fitwatch.scenarios.data import load_task
 from fitwatch.scenarios.faults import build_injection
-from fitwatch.scenarios.models import ScenarioModule, build_network
-from fitwatch.scenarios.registry import Scenario, get_scenario
+from fitwatch.scenarios.models import LossOnlyModule, ScenarioModule, build_network
+from fitwatch.scenarios.registry import SECOND_VAL_NOISE, Scenario, get_scenario
 from fitwatch.sinks.tags import tag
 
 __all__ = [
@@ -292,7 +292,9 @@ def run_scenario(
             duplicate_fraction=spec.duplicate_fraction,
             split_by_time=spec.split_by_time,
         )
-        module = ScenarioModule(build_network(data, spec.model), spec.recipe)
+        module = (LossOnlyModule if spec.loss_only else ScenarioModule)(
+            build_network(data, spec.model), spec.recipe
+        )
         collate = trim_padding if data.token_ids else None
         train = DataLoader(
             data.train,
@@ -302,6 +304,11 @@ def run_scenario(
             collate_fn=collate,
         )
         val = DataLoader(data.val, batch_size=256, collate_fn=collate)
+        val_loaders: Any = (
+            [val, DataLoader(_second_val(data.val, seed), batch_size=256, collate_fn=collate)]
+            if spec.second_val
+            else val
+        )
         config = {**FITWATCH_SETTINGS, **(fitwatch or {})}
         if spec.data_checks:
             config["data_checks"] = dict(spec.data_checks)
@@ -316,6 +323,7 @@ def run_scenario(
             devices=1,
             deterministic=True,
             log_every_n_steps=LOG_EVERY_N_STEPS,
+            accumulate_grad_batches=spec.accumulate,
             num_sanity_val_steps=0,
             logger=TensorBoardLogger(directory, name="", version="") if directory is not None else False,
             callbacks=extra,
@@ -325,17 +333,25 @@ def run_scenario(
             default_root_dir=root,
         )
         last = directory / "last.ckpt" if directory is not None else None
+        ckpt_path = str(last) if resume and last is not None and last.is_file() else None
         started = time.perf_counter()
-        trainer.fit(
-            module,
-            train,
-            val,
-            ckpt_path=str(last) if resume and last is not None and last.is_file() else None,
-        )
+        if spec.validate_first and ckpt_path is None:
+            trainer.validate(module, val, verbose=False)  # the untrained baseline, on the same Trainer
+        trainer.fit(module, train, val_loaders, ckpt_path=ckpt_path)
         wall = time.perf_counter() - started
     onset_step = module.decayed_step if spec.onset == "lr_decayed" else getattr(injection, "onset_step", None)
     result = _result(spec, seed, epochs, trainer.global_step, watch, onset_step, wall, directory)
     return dataclasses.replace(result, data=_data_facts(result, data.flipped_ids, _aum_scores(watch)))
+
+
+def _second_val(dataset: Any, seed: int) -> Any:
+    """The second validation set of a ``second_val`` scenario: the tabular features with Gaussian noise
+    (:data:`~fitwatch.scenarios.registry.SECOND_VAL_NOISE`, drawn once from the seed), or every other ticket."""
+    if isinstance(dataset, TensorDataset):
+        x, *rest = dataset.tensors
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 10_000), dtype=x.dtype)
+        return TensorDataset(x + SECOND_VAL_NOISE * noise, *rest)
+    return Subset(dataset, range(0, len(dataset), 2))
 
 
 def _result(
@@ -437,9 +453,32 @@ def _aum_scores(watch: FitWatch) -> Tensor | None:
     return None if margins is None else margins.scores().detach().cpu()
 
 
+def _last(result: ScenarioResult, name: str) -> float | None:
+    points = result.history.get(name)
+    return float(points[-1][1]) if points else None
+
+
+def _loop_facts(result: ScenarioResult) -> dict[str, Any]:
+    """What a loop shape left in FitWatch's history: with accumulation, the final training loss next to the NLL
+    of the same batches' logits (equal when the loss is not divided by the accumulation); with a second
+    validation set, its final loss next to the primary one's; with a validation before the fit, its loss."""
+    spec, facts = result.scenario, {}
+    if spec.accumulate > 1:
+        facts["train_loss"] = _last(result, tag("performance", "loss", split="train"))
+        facts["train_nll"] = _last(result, tag("calibration", "nll", split="train"))
+    if spec.second_val:
+        facts["val_loss"] = _last(result, tag("performance", "loss", split="val"))
+        facts["val_1_loss"] = _last(result, tag("performance", "loss", split="val_1"))
+    if spec.validate_first:
+        facts["eval_loss"] = _last(result, tag("performance", "loss", split="eval"))
+        first = result.history.get(tag("performance", "loss", split="val"))
+        facts["first_val_loss"] = float(first[0][1]) if first else None
+    return facts
+
+
 def _data_facts(result: ScenarioResult, flipped_ids: Sequence[int], aum: Tensor | None) -> dict[str, Any]:
     """What the run's data faults did, in numbers (see :attr:`ScenarioResult.data`)."""
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = _loop_facts(result)
     findings = {f.code: f for f in result.findings}
     duplicates = findings.get("FW-LEAK-DUPLICATES")
     if duplicates is not None:
