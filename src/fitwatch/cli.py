@@ -4,7 +4,7 @@
 
     fitwatch report LOGDIR [LOGDIR ...] [--map TAG=ROLE] [--json] [--html OUT.html] [--fail-on LEVEL]
     fitwatch diff RUN_A RUN_B [--json]
-    fitwatch demo ...                   (in fitwatch.demo; its own options)
+    fitwatch demo [--framework hf] [--lm] [--quick] [--out DIR]   (in fitwatch.demo; its own options)
 
 Exit status, one meaning each (:data:`EXIT_OK` ... :data:`EXIT_INTERNAL`):
 
@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser(
         "demo",
-        help="train a healthy and a quietly failing run side by side and show what fitwatch catches",
+        help="train a healthy and a quietly failing run side by side and show what fitwatch catches "
+        "(--lm: a causal-LM fine-tune that memorises; --framework hf: the Hugging Face Trainer)",
         add_help=False,
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fitwatch.cli import main
@@ -11,13 +13,29 @@ from fitwatch.cli import main
 @pytest.mark.parametrize("framework", ["lightning", pytest.param("hf", marks=pytest.mark.slow)])
 def test_demo_catches_the_quiet_failure_and_not_the_healthy_run(tmp_path, capsys, framework):
     status = main(["demo", "--framework", framework, "--out", str(tmp_path), "--quick"])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert status == 0
     assert "healthy-tickets" in out and "quiet: no warning" in out
     assert "FW-OVERFIT-SUBTLE" in out or "FW-OVERFIT" in out
-    assert f"tensorboard --logdir {tmp_path}" in out
-    assert (tmp_path / f"{framework}-healthy-tickets").is_dir()
-    assert list((tmp_path / f"{framework}-subtle-overfit-tickets").rglob("findings.jsonl"))
+    (folder,) = tmp_path.glob("demo-*")  # a new folder per demo: nothing resumed
+    assert f"tensorboard --logdir {folder}" in out
+    assert (folder / f"{framework}-healthy-tickets").is_dir()
+    assert list((folder / f"{framework}-subtle-overfit-tickets").rglob("findings.jsonl"))
+    # "Where to look" names only files that exist.
+    where = out.split("Where to look", 1)[1]
+    for word in where.split():
+        if word.endswith((".jsonl", "history.json")):
+            assert Path(word).is_file(), word
+    # A line per epoch on standard error while training.
+    assert "healthy-tickets: epoch 1/" in captured.err
+
+
+def test_a_second_demo_writes_a_new_folder(tmp_path):
+    from fitwatch.demo import _new_folder
+
+    first, second = _new_folder(tmp_path), _new_folder(tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
 
 
 def test_demo_rejects_too_few_epochs(capsys):
@@ -25,3 +43,21 @@ def test_demo_rejects_too_few_epochs(capsys):
         main(["demo", "--epochs", "1"])
     assert exit_info.value.code == 2
     assert "--epochs must be at least 3" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::fitwatch.FitWatchWarning")
+def test_lm_demo_catches_memorisation_and_not_the_healthy_run(tmp_path, capsys):
+    assert main(["demo", "--lm", "--out", str(tmp_path), "--quick"]) == 0
+    captured = capsys.readouterr()
+    assert "healthy-lm-sft" in captured.out and "quiet: no warning" in captured.out
+    assert "FW-OVERFIT" in captured.out.split("memorise-lm (", 1)[1]
+    (folder,) = tmp_path.glob("demo-*")
+    assert list((folder / "lm-memorise-lm").rglob("findings.jsonl"))
+    assert "memorise-lm: epoch 1/" in captured.err
+
+
+def test_lm_demo_is_lightning_only(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--lm", "--framework", "hf"])
+    assert exit_info.value.code == 2 and "--lm runs with Lightning only" in capsys.readouterr().err

@@ -253,7 +253,8 @@ def print_diff(diff: RunDiff, console: Any = None) -> None:
     console = console or Console()
     a, b = display_path(diff.a), display_path(diff.b)
     if diff.changes:
-        table = Table(title=escape(f"What changed: {a} -> {b}"), title_justify="left")
+        console.print(escape(f"What changed: {a} -> {b}"), overflow="fold", highlight=False, soft_wrap=True)
+        table = Table()
         table.add_column("key", overflow="fold")
         table.add_column("A", overflow="fold")
         table.add_column("B", overflow="fold")
