@@ -29,6 +29,21 @@ def test_demo_catches_the_quiet_failure_and_not_the_healthy_run(tmp_path, capsys
             assert Path(word).is_file(), word
     # A line per epoch on standard error while training.
     assert "healthy-tickets: epoch 1/" in captured.err
+    if framework == "lightning":  # the HTML report of real runs: verdict first, figures, per-class table
+        page = tmp_path / "report.html"
+        assert main(["report", str(folder), "--html", str(page)]) == 0
+        html = page.read_text()
+        assert html.index("class='verdict") < html.index("data-curve='loss'")
+        assert html.count("data-figure='confusion_matrix'") == 2 and html.count("data-figure='reliability_diagram'") == 2
+        assert html.count("class='per-class'") == 2 and "best checkpoint" in html
+        # fitwatch diff of the two real runs names the training argument that differs.
+        capsys.readouterr()
+        assert main(["diff", str(folder / "lightning-healthy-tickets"),
+                     str(folder / "lightning-subtle-overfit-tickets"), "--json"]) == 0
+        import json
+
+        keys = {c["key"] for c in json.loads(capsys.readouterr().out)["changes"]}
+        assert "training.max_epochs" in keys
 
 
 def test_a_second_demo_writes_a_new_folder(tmp_path):
