@@ -38,6 +38,7 @@ from fitwatch.observer import Observer
 from fitwatch.runs import next_version
 from fitwatch.sinks.base import Sink
 from fitwatch.sinks.jsonl import JsonlSink
+from fitwatch.sinks.loggers import integration_sinks
 from fitwatch.sinks.tensorboard import TensorBoardSink
 from fitwatch.sinks.warn import WarningSink
 
@@ -202,6 +203,8 @@ class FitWatchCallback(TrainerCallback, ExportableState):
                 Path(env).expanduser() if env else next_version(Path(args.output_dir) / "runs" / "fitwatch"))
             sinks.append(TensorBoardSink.for_directory(run_dir, prefix=self.config.tag_prefix, images=self.config.images))
         sinks.append(JsonlSink(run_dir, findings_file=self.config.findings_file))
+        # The Trainer's report_to integrations (MLflow, W&B, Comet): fitwatch's numbers in the run they opened.
+        sinks += integration_sinks(_trainer_callbacks(), images=self.config.images, tag_prefix=self.config.tag_prefix)
         self.run_dir = Path(run_dir)
         self.observer.set_sinks(sinks)
         logging.getLogger("fitwatch").info("fitwatch: writing to %s", self.run_dir)
@@ -290,7 +293,8 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._train_dataset = getattr(train_dataloader, "dataset", None)
         if state.is_world_process_zero:
             observer.fingerprint(self.run_dir, model=model, tokenizer=processing_class, train_dataset=self._train_dataset,
-                                 val_dataset=getattr(eval_dataloader, "dataset", None), step=state.global_step)
+                                 val_dataset=getattr(eval_dataloader, "dataset", None), step=state.global_step,
+                                 training=_training_arguments(args, self._optimizers))
         if eval_dataloader is not None:
             self._check_data(args, state, eval_dataloader, processing_class)
 
@@ -418,6 +422,23 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         return state
 
 
+def _training_arguments(args: TrainingArguments, optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, Any]:
+    """What changes an HF run, for the fingerprint (``fitwatch diff`` compares them key by key)."""
+    from fitwatch.observer import optimizer_arguments
+
+    keys = ("num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "bf16", "fp16", "seed", "optim",
+            "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "label_smoothing_factor")
+    out: dict[str, Any] = {"framework": "transformers", "world_size": args.world_size}
+    for key in keys:
+        value = getattr(args, key, None)
+        value = getattr(value, "value", value)  # enums (scheduler type, optimizer name) as their string
+        if isinstance(value, (str, int, float, bool)):
+            out[key] = value
+    out.update(optimizer_arguments(optimizers))
+    return out
+
+
 def _counted(labels: Tensor, observer: Observer, module: nn.Module) -> Tensor:
     """Tokens of ``labels`` the model's loss counts (after the causal shift for a causal LM), as the Trainer
     counts them for ``num_items_in_batch``."""
@@ -462,21 +483,24 @@ def _logging_steps(args: TrainingArguments, state: TrainerState) -> int | None:
     return int(steps) if steps else None
 
 
-def _trainer_tensorboard_callback() -> Any:
-    """The Trainer's ``TensorBoardCallback``, found through the ``CallbackHandler`` that is calling us.
-
-    Callbacks get no reference to the Trainer; reusing its TensorBoard writer puts fitwatch's tags in the
-    same run directory as ``train/loss`` and ``eval/loss``, whatever timestamped name it chose.
-    """
+def _trainer_callbacks() -> list[Any]:
+    """Every callback of the Trainer, found through the ``CallbackHandler`` that is calling us (callbacks get no
+    reference to the Trainer)."""
     frame = sys._getframe(1)
-    for _ in range(8):
+    for _ in range(10):
         if frame is None:
             break
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, CallbackHandler):
-            return next((cb for cb in candidate.callbacks if type(cb).__name__ == "TensorBoardCallback"), None)
+            return list(candidate.callbacks)
         frame = frame.f_back
-    return None
+    return []
+
+
+def _trainer_tensorboard_callback() -> Any:
+    """The Trainer's ``TensorBoardCallback``: reusing its writer puts fitwatch's tags in the same run directory as
+    ``train/loss`` and ``eval/loss``, whatever timestamped name it chose."""
+    return next((cb for cb in _trainer_callbacks() if type(cb).__name__ == "TensorBoardCallback"), None)
 
 
 def _hook_path(hook: Callable[..., Any] | None) -> str | None:

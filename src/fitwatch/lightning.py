@@ -40,6 +40,7 @@ from fitwatch.observer import Observer
 from fitwatch.runs import next_version
 from fitwatch.sinks.base import Sink
 from fitwatch.sinks.jsonl import JsonlSink
+from fitwatch.sinks.loggers import logger_sinks
 from fitwatch.sinks.tensorboard import TensorBoardSink
 from fitwatch.sinks.warn import WarningSink
 
@@ -119,6 +120,27 @@ def _split(trainer: pl.Trainer, dataloader_idx: int) -> str:
     loaders = trainer.test_dataloaders if base == "test" else trainer.val_dataloaders
     name = list(loaders)[dataloader_idx] if isinstance(loaders, Mapping) and dataloader_idx < len(loaders) else dataloader_idx
     return f"val_{sanitize(str(name))}" if base == "val" else f"val_{base}_{sanitize(str(name))}"
+
+
+def _training_arguments(trainer: pl.Trainer) -> dict[str, Any]:
+    """What changes a Lightning run, for the fingerprint (``fitwatch diff`` compares them key by key)."""
+    from fitwatch.observer import optimizer_arguments
+
+    loader = _first(trainer.train_dataloader)
+    out: dict[str, Any] = {
+        "framework": "lightning",
+        "max_epochs": trainer.max_epochs,
+        "max_steps": trainer.max_steps,
+        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "precision": str(trainer.precision),
+        "gradient_clip_val": trainer.gradient_clip_val,
+        "batch_size": getattr(loader, "batch_size", None),
+        "world_size": trainer.world_size,
+        "seed": os.environ.get("PL_GLOBAL_SEED"),
+        "schedulers": [type(c.scheduler).__name__ for c in trainer.lr_scheduler_configs],
+    }
+    out.update(optimizer_arguments(trainer.optimizers))
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _validates(trainer: pl.Trainer) -> bool:
@@ -289,6 +311,9 @@ class FitWatch(Callback):
             run_dir = Path(self.log_dir) if self.log_dir is not None else next_version(Path(trainer.default_root_dir) / "fitwatch")
             sinks.append(TensorBoardSink.for_directory(run_dir, prefix=self.config.tag_prefix, images=self.config.images))
         sinks.append(JsonlSink(run_dir, findings_file=self.config.findings_file))
+        # Every other logger of the Trainer (CSV, MLflow, W&B, ...) gets the same numbers under the same names.
+        sinks += logger_sinks(trainer.loggers, skip=[tb] if tb is not None else [], images=self.config.images,
+                              tag_prefix=self.config.tag_prefix)
         self.run_dir = run_dir
         self.observer.set_sinks(sinks)
         logging.getLogger("fitwatch").info("fitwatch: writing to %s", run_dir)
@@ -311,7 +336,8 @@ class FitWatch(Callback):
             self.observer.track_margins(_length(train_set))
         if trainer.is_global_zero:
             self.observer.fingerprint(self.run_dir, model=pl_module, tokenizer=getattr(pl_module, "tokenizer", None),
-                                      train_dataset=train_set, val_dataset=_dataset_of(trainer.val_dataloaders), step=trainer.global_step)
+                                      train_dataset=train_set, val_dataset=_dataset_of(trainer.val_dataloaders), step=trainer.global_step,
+                                      training=_training_arguments(trainer))
         self._check_data(trainer)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -78,6 +78,7 @@ class Monitor:
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._causes: dict[tuple[str, str], Finding] = {}
         self._written: dict[tuple[str, str], Finding] = {}  # what the sinks were last shown of each cause
+        self._peak: dict[tuple[str, str], Severity] = {}  # the highest severity each cause has been shown at
         self._owner: dict[tuple[str, str], str] = {}  # cause -> the resolving detector that raised it
         self._absent: dict[tuple[str, str], int] = {}  # records in a row of that detector where it did not hold
         self._broken: set[str] = set()
@@ -223,7 +224,7 @@ class Monitor:
             if finding is not None:
                 self._show(finding)
                 found.append(finding)
-            if detector.resolves:
+            if getattr(detector, "resolves", False):
                 self._track(detector, finding, record.step)
         return found
 
@@ -255,8 +256,11 @@ class Monitor:
 
     def _show(self, finding: Finding) -> bool:
         previous = self._causes.get(finding.key)
-        # A cause that had resolved and holds again is raised anew.
-        new = previous is None or finding.severity > previous.severity or previous.resolved
+        # A cause that had resolved and holds again is raised anew; one that goes up and down between two
+        # severities is new only the first time it reaches a severity (not at every return to it).
+        peak = self._peak.get(finding.key)
+        new = previous is None or previous.resolved or (peak is not None and finding.severity > peak)
+        self._peak[finding.key] = max(finding.severity, peak) if peak is not None else finding.severity
         self._causes[finding.key] = finding
         shown = self._written.get(finding.key)
         # What the sinks show again: a new or escalated cause, other words or severity at once; numbers alone
@@ -356,6 +360,7 @@ class Monitor:
             f = Finding.from_dict(data)
             self._causes[f.key] = f
         self._written = dict(self._causes)
+        self._peak = {key: f.severity for key, f in self._causes.items()}
         saved = state.get("detectors", {})
         for detector in self.detectors:
             if detector.name in saved:
@@ -394,7 +399,7 @@ def _same_points(a: Sequence[tuple[int, float]], b: Sequence[tuple[int, float]])
 
 def _trim(detector: Detector, keep: int) -> None:
     """Drop the oldest entries of a detector's per-evaluation lists beyond ``keep``, all in step."""
-    lists = [detector.__dict__.get(name) for name in detector.series]
+    lists = [detector.__dict__.get(name) for name in getattr(detector, "series", ())]
     longest = max((len(x) for x in lists if isinstance(x, list)), default=0)
     if longest <= keep:
         return

@@ -264,7 +264,9 @@ class Observer:
         if key not in self._warned:
             self._warned.add(key)
             if _rank() == 0:
-                warnings.warn(message, FitWatchRuntimeWarning, stacklevel=3)
+                from fitwatch.sinks.base import warn_at_user_code
+
+                warn_at_user_code(message, FitWatchRuntimeWarning)
 
     def is_logging_step(self, step: int) -> bool:
         """Whether the optimizer step that starts from ``step`` completed steps is a logging step."""
@@ -780,9 +782,11 @@ class Observer:
             self._duplicate_mask = mask
             self.val_clean = self._clean_state()
 
-    def fingerprint(self, directory: Any, *, model: nn.Module | None, tokenizer: Any, train_dataset: Any, val_dataset: Any, step: int) -> None:
-        """Write ``fingerprint.json`` (versions, model/tokenizer/config hashes, data sample hashes, git commit)
-        to ``directory`` and a summary to TensorBoard text. Runs on rank zero; never raises."""
+    def fingerprint(self, directory: Any, *, model: nn.Module | None, tokenizer: Any, train_dataset: Any, val_dataset: Any, step: int,
+                    training: Mapping[str, Any] | None = None) -> None:
+        """Write ``fingerprint.json`` (versions, model/tokenizer/config hashes, data sample hashes, git commit, and
+        ``training``: the arguments that change a run, as the adapter read them) to ``directory`` and a summary to
+        TensorBoard text. Runs on rank zero; never raises."""
         if not self.config.data_checks.fingerprint or directory is None:
             return
         from fitwatch.data.fingerprint import run_fingerprint, write_fingerprint
@@ -792,7 +796,8 @@ class Observer:
             n = min(self.config.data_checks.max_samples, 1000)
             with preserved_rng():
                 fp = run_fingerprint(model=model, tokenizer=tokenizer, train_samples=fingerprint_items(train_dataset, n),
-                                     val_samples=fingerprint_items(val_dataset, n), extra={"fitwatch_config": self.config.to_dict()},
+                                     val_samples=fingerprint_items(val_dataset, n),
+                                     extra={"fitwatch_config": self.config.to_dict(), "training": dict(training or {})},
                                      max_samples=n)
             path = write_fingerprint(directory, fp)
         except Exception as err:  # noqa: BLE001
@@ -929,6 +934,23 @@ def _rank() -> int:
     """This process's rank (0 without torch.distributed)."""
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def optimizer_arguments(optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, Any]:
+    """The optimizer settings that change a run, flat and JSON-safe: class, and per group ``lr``,
+    ``weight_decay``, ``momentum``/``betas``, ``eps`` (``group<i>.`` prefixed when there are several groups)."""
+    out: dict[str, Any] = {}
+    groups = [(o, g) for o in optimizers for g in o.param_groups]
+    out["optimizer"] = ", ".join(type(o).__name__ for o in optimizers)
+    for i, (_, group) in enumerate(groups):
+        prefix = "" if len(groups) == 1 else f"{group.get('name', f'group{i}')}."
+        for key in ("lr", "initial_lr", "weight_decay", "momentum", "betas", "eps"):
+            value = group.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[prefix + key] = float(value)
+            elif isinstance(value, (tuple, list)) and all(isinstance(x, (int, float)) for x in value):
+                out[prefix + key] = [float(x) for x in value]
+    return out
 
 
 def _fractional_labels(dataset: Any) -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from sklearn.metrics import accuracy_score
 from torch import nn
 
 from fitwatch.lightning import FitWatch
+from fitwatch.warnings import FitWatchWarning
 
 from .digits import X, Y, DigitsMLP, loaders, trainer
 
@@ -207,3 +210,17 @@ def test_evaluations_outside_the_fit_get_their_own_series(tmp_path):
         pred = model(X[:200]).argmax(1)
     assert cb.history["performance/accuracy/eval"][0][1] == pytest.approx(float((pred == other.dataset.tensors[1]).float().mean()))
     assert {f.key for f in cb.findings} == findings_before  # no detector saw them
+
+
+def test_the_fingerprint_records_the_training_arguments(tmp_path):
+    import json
+
+    train, val = loaders(n_train=128)
+    cb = FitWatch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWatchWarning)  # 8 steps: a model that has learned little, as it should be
+        trainer(tmp_path, [cb], max_epochs=2, logger=False, accumulate_grad_batches=2).fit(DigitsMLP(lr=5e-3), train, val)
+    fingerprint = json.loads((cb.run_dir / "fingerprint.json").read_text())
+    training = fingerprint.get("training") or fingerprint["extra"]["training"]
+    assert training["max_epochs"] == 2 and training["accumulate_grad_batches"] == 2
+    assert training["optimizer"] == "AdamW" and training["lr"] == 5e-3 and training["batch_size"] == 32

@@ -9,7 +9,6 @@ from pathlib import Path
 from fitwatch.lightning import FitWatch
 
 from ..cli.runs import LoggingMLP
-from .wiring import lightning_with_loggers
 
 
 def fit_with_loggers(tmp_path: Path, monkeypatch, *, wandb: bool = False):
@@ -45,7 +44,6 @@ def fit_with_loggers(tmp_path: Path, monkeypatch, *, wandb: bool = False):
     trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=30, logger=loggers, callbacks=[callback],
                          enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                          accelerator="cpu", deterministic=True, log_every_n_steps=1)
-    lightning_with_loggers(trainer, callback)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(LoggingMLP(lr=1e-2), train, val)

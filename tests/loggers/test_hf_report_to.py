@@ -12,7 +12,6 @@ from fitwatch.hf import FitWatchCallback  # noqa: E402
 from fitwatch.sinks.tags import parse_tag  # noqa: E402
 
 from .runs import as_in_tensorboard, equal_to_tensorboard  # noqa: E402
-from .wiring import hf_with_integrations  # noqa: E402
 
 
 def test_report_to_mlflow_holds_fitwatch_scalars_in_the_trainers_run(tmp_path, monkeypatch):
@@ -33,7 +32,6 @@ def test_report_to_mlflow_holds_fitwatch_scalars_in_the_trainers_run(tmp_path, m
         eval_dataset=SequenceData(64, seed=1),
         callbacks=[callback],
     )
-    hf_with_integrations(trainer, callback)
     # MLflowCallback takes MLFLOW_TRACKING_URI only when no URI is set in the process; another test's
     # MlflowClient may have set one, so point the process at this test's store while it trains.
     with _use_tracking_uri(uri):

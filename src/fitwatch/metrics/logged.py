@@ -10,6 +10,12 @@ evaluation.
 {'val': {'loss': 0.62, 'accuracy': 0.81}}
 >>> map_logged({"valid/loss": 1.5, "my_metric": 2.0}, custom={"my_metric": "loss/train"})
 {'val': {'loss': 1.5}, 'train': {'loss': 2.0}}
+
+With several validation dataloaders Lightning names each metric ``<name>/dataloader_idx_<i>``: the first is the
+primary ``val``, the others ``val_<i>``:
+
+>>> map_logged({"val_loss/dataloader_idx_0": 0.5, "val_loss/dataloader_idx_1": 0.9})
+{'val': {'loss': 0.5}, 'val_1': {'loss': 0.9}}
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ KNOWN_NAMES = {
     "loss": ("loss", "train"),
 }
 _SUFFIX = re.compile(r"(_epoch)$")
+_DATALOADER = re.compile(r"^(?P<name>.+)/dataloader_idx_(?P<index>\d+)$")
 
 
 def map_logged(metrics: Mapping[str, Any], custom: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
@@ -46,6 +53,10 @@ def map_logged(metrics: Mapping[str, Any], custom: Mapping[str, str] | None = No
     for name, raw in metrics.items():
         if name.endswith("_step"):
             continue
+        index = 0
+        match = _DATALOADER.match(name)
+        if match:
+            name, index = match["name"], int(match["index"])
         base = _SUFFIX.sub("", name)
         spec = next((custom[key] for key in (name, base) if custom and key in custom), None)
         target: tuple[str, str] | None
@@ -60,6 +71,8 @@ def map_logged(metrics: Mapping[str, Any], custom: Mapping[str, str] | None = No
         if value is None:
             continue
         metric, split = target
+        if index and split == "val":
+            split = f"val_{index}"
         out.setdefault(split, {})
         if metric not in out[split] or not name.endswith("_epoch"):
             out[split][metric] = value
