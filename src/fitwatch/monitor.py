@@ -39,7 +39,7 @@ RESOLVE_AFTER = 2
 #: Per-evaluation lists a detector keeps (its ``series``) hold at most the last this many evaluations, so that
 #: its state, and every checkpoint, stays bounded however long the run. Trends look back a handful of
 #: evaluations; a best value older than this many evaluations has been reported on long before.
-DETECTOR_WINDOW = 200
+DETECTOR_WINDOW = 100
 
 Record = EvalRecord | StepRecord | AuditRecord
 
