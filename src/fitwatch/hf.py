@@ -116,6 +116,8 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._train_dataset: Any = None
         self._data_checked = False
         self._primary_eval: str | None = None  # name of the fit's first evaluation set ("" for a single one)
+        self._items_decided: bool | None = None  # whether the model's loss is normalised by num_items_in_batch
+        self._world_size = 1
 
     # ------------------------------------------------------------------ public
     @classmethod
@@ -230,11 +232,15 @@ class FitWatchCallback(TrainerCallback, ExportableState):
             return  # a forward without labels at evaluation time is plain inference (or generation)
         mean, weight = loss, None
         num_items = kwargs.get("num_items_in_batch")
-        if loss is not None and labels is not None and num_items is not None:
+        if loss is not None and labels is not None and num_items is not None and self._loss_uses_items(
+                module, logits, labels, loss, num_items):
             # The model divided its summed loss by the token count of the whole accumulation window; this
             # micro-batch's per-token mean is loss * num_items / its own count, and it weighs by that count.
             weight = _counted(labels, observer, module)
             mean = torch.where(weight > 0, loss.detach().float() * num_items / weight.clamp(min=1), torch.zeros((), device=loss.device))
+        elif loss is not None and self._world_size > 1:
+            # The Trainer scales the loss in place by the number of processes after this hook: keep its value now.
+            mean = loss.detach().clone()
         if labels is None or logits is None:
             if weight is None and labels is not None and loss is not None:
                 weight = _counted(labels, observer, module)  # a loss-only evaluation weighs batches by tokens
@@ -278,6 +284,7 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._setup_sinks(args, state)
         self._optimizers = [optimizer] if optimizer is not None else []
         self._training = True
+        self._world_size = args.world_size
         # The Trainer clips before on_pre_optimizer_step, so the pre-clip norm comes from its own logs.
         observer.measure_grad_norm = False
         if model is not None and self._optimizers:
@@ -383,6 +390,31 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         if self.config.stop_on and observer.any_rank(observer.monitor.should_stop):
             control.should_training_stop = True
         return control
+
+    def _loss_uses_items(self, module: nn.Module, logits: Tensor | None, labels: Tensor, loss: Tensor, num_items: Any) -> bool:
+        """Whether the model's loss is its summed loss over ``num_items_in_batch`` (the HF causal-LM losses) or a
+        plain mean that ignores it (most classification heads, though the Trainer passes it to every forward with
+        ``**kwargs``). Decided once, on the first such batch, against the cross-entropy of its own logits (one
+        read); without logits, from the task."""
+        if self._items_decided is not None:
+            return self._items_decided
+        observer = self.observer
+        decided = (observer.task or observer.model_task.task) in ("causal_lm", "seq2seq_lm") if observer else False
+        if logits is not None and logits.ndim >= 2 and labels.dtype in (torch.long, torch.int, torch.int32):
+            try:
+                with torch.no_grad():
+                    causal = observer is not None and (observer.task or observer.model_task.task) == "causal_lm"
+                    z, y = (logits[:, :-1], labels[:, 1:]) if causal and labels.ndim > 1 else (logits, labels)
+                    ce = torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]).float(), y.reshape(-1).long(),
+                                                           ignore_index=-100)
+                    counted = float((y != -100).sum())
+                    value, items = float(loss.detach()), float(num_items)
+                if counted > 0 and ce == ce:
+                    decided = abs(value * items / counted - float(ce)) < abs(value - float(ce))
+            except (RuntimeError, ValueError, IndexError, TypeError):
+                pass
+        self._items_decided = decided
+        return decided
 
     def _evaluation_split(self, state: TrainerState, metrics: Mapping[str, float] | None) -> str:
         """Which series an evaluation belongs to, from the prefix the Trainer gave its metrics: the first

@@ -181,14 +181,14 @@ def record_details(monitor: Any, details: list[dict[str, Any]]) -> None:
 def assert_stopped_together(
     two: Mapping[int, Mapping[str, Any]], *, nan_step: int, log_every: int, steps_per_epoch: int, max_steps: int
 ) -> None:
-    """Rank 1 alone saw a NaN loss at ``nan_step``; both ranks stopped at the first validation after the step
-    record that holds it (written at the next logging step), together, before ``max_steps``."""
+    """Rank 1 alone saw a NaN loss at ``nan_step``; both ranks stopped together at the logging step whose step
+    record holds it (stop_on acts on a per-step finding at once, not at the next evaluation), before
+    ``max_steps``."""
     assert "FW-DIVERGENCE" in {f["code"] for f in two[1]["findings"]}
     # Only rank 1's losses held the NaN: rank 0 stopped on rank 1's word.
     rank0 = [v for _, v in two[0]["history"]["health/nonfinite_loss_steps"]]
     assert rank0 == [0.0] * len(rank0)
     assert 1.0 in [v for _, v in two[1]["history"]["health/nonfinite_loss_steps"]]
     found_at = math.ceil((nan_step + 1) / log_every) * log_every
-    stop_at = math.ceil(found_at / steps_per_epoch) * steps_per_epoch
-    assert two[0]["global_step"] == two[1]["global_step"] == stop_at < max_steps
+    assert two[0]["global_step"] == two[1]["global_step"] == found_at < max_steps
 

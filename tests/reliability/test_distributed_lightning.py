@@ -99,8 +99,10 @@ def test_only_rank_zero_writes_event_files_and_warns(lightning):
         (f["code"], f["subject"]) for f in two[0]["findings"]
     )  # each cause once: no second writer
     rank0, rank1 = stderr_of(out, 0), stderr_of(out, 1)
-    for code, category in (("FW-PLATEAU", "PlateauWarning"), ("FW-FAILED-RUN", "FailedRunWarning")):
-        assert f"{category}: [{code}]" in rank0
+    # Warnings point at the user's line (here a file whose path holds "lightning", which Lightning's own warning
+    # format prints without the category), so the code is what is checked.
+    for code in ("FW-PLATEAU", "FW-FAILED-RUN"):
+        assert f"[{code}]" in rank0
     assert "FW-" not in rank1 and "fitwatch" not in rank1
 
 

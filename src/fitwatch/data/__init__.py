@@ -27,6 +27,7 @@ from fitwatch.data.duplicates import DuplicateReport, find_duplicates
 from fitwatch.data.fingerprint import (
     FingerprintChange,
     diff_fingerprints,
+    find_fingerprint,
     read_fingerprint,
     run_fingerprint,
     write_fingerprint,
@@ -72,6 +73,7 @@ __all__ = [
     "content_digest",
     "diff_fingerprints",
     "find_duplicates",
+    "find_fingerprint",
     "label_shift",
     "normalize_text",
     "read_fingerprint",

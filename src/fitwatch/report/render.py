@@ -193,7 +193,8 @@ def print_report(report: Report, console: Any = None, *, verbose: bool = False) 
     for run in report.runs:
         title = f"{display_path(run.run)}  ({len(run.files)} event file{'s' if len(run.files) != 1 else ''}, "
         title += f"{run.replay.evaluations} evaluations, {run.replay.step_records} training points)"
-        console.print(escape(title), overflow="fold", highlight=False)
+        # The run's header stays one line (a long path is not a sentence to wrap): its verdict comes next.
+        console.print(escape(title), soft_wrap=True, highlight=False)
         for i, line in enumerate(summary_lines(run)):
             console.print(("[bold]" if i == 0 else "  ") + escape(line) + ("[/]" if i == 0 else ""),
                           overflow="fold", highlight=False)
