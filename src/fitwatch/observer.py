@@ -23,6 +23,7 @@ checks) and in ``fit_start``; every other call only enqueues device work.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -121,12 +122,11 @@ class Observer:
         self._pending_ratios: dict[str, Tensor] = {}
         self._grad_norm: Tensor | None = None
         self._hparams: dict[str, dict[str, float]] = {}
-        self._step_loss: Tensor | None = None  # sum of micro-batch losses of the current optimizer step
-        self._step_counted: Tensor | None = None  # its micro-batches with at least one counted target
-        self._counted: Tensor | None = None  # per step since the last StepRecord: had it a counted target
-        self._micro_batches = 0
-        self._losses: Tensor | None = None  # per-step mean losses since the last StepRecord
-        self._logged_losses = 0
+        # The loss bookkeeping costs one op a micro-batch (a detach): the current step's micro-batches are held as
+        # (loss, target whose ignored entries decide if it counts, weight), the completed steps since the last step
+        # record (the last `log_every_n_steps` of them) likewise, and all arithmetic waits for the logging step.
+        self._micro: list[tuple[Tensor | float, Tensor | None, Tensor | None, bool]] = []
+        self._held_steps: deque[list[tuple[Tensor | float, Tensor | None, Tensor | None, bool]]] = deque()
         self._fingerprints: dict[str, Tensor] | None = None
         self._train_flushed = True
         self._warned: set[str] = set()
@@ -308,16 +308,9 @@ class Observer:
         items it is the mean over (tokens), so that the step's loss is the per-item mean over the whole
         accumulation window; without it each micro-batch weighs the same."""
         if loss is not None:
-            loss_t = torch.as_tensor(loss).detach().float().reshape(-1)[0]
-            counted = torch.ones((), device=loss_t.device) if loss_weight is None else loss_weight.detach().float().to(loss_t.device)
-            if loss_weight is None and target is not None and self.config.ignore_index is not None:
-                # Every target ignored: the mean loss is 0/0 = NaN and the gradients are zero. Not divergence.
-                counted = (target != self.config.ignore_index).any().to(loss_t.device, torch.float32)
-            if target is not None or loss_weight is not None:
-                loss_t = torch.where(counted > 0, loss_t * counted, torch.zeros_like(loss_t))
-            self._step_loss = loss_t if self._step_loss is None else self._step_loss + loss_t
-            self._step_counted = counted if self._step_counted is None else self._step_counted + counted
-            self._micro_batches += 1
+            held = loss.detach() if isinstance(loss, Tensor) else float(loss)
+            decides = target if loss_weight is None and self.config.ignore_index is not None else None
+            self._micro.append((held, decides, loss_weight, target is not None or loss_weight is not None))
         if logits is not None and target is not None and self.config.train_metrics and self._resolve(logits, target, loss):
             self.train.strict = self.train.strict and not self.val.initialized  # set-up checks on the run's first batch
             self.train.update(logits.movedim(1, -1) if self.channels_first else logits, target, loss)
@@ -352,16 +345,11 @@ class Observer:
         With ``defer=True`` a logging step's record waits for :meth:`flush_step` (which can add a gradient
         norm the framework computed).
         """
-        if self._step_loss is not None and self._step_counted is not None:
-            mean = self._step_loss / self._step_counted.clamp(min=1)
-            if self._losses is None or self._counted is None or self._losses.device != mean.device:
-                self._losses = torch.zeros(self.log_every_n_steps, device=mean.device)
-                self._counted = torch.ones(self.log_every_n_steps, dtype=torch.bool, device=mean.device)
-                self._logged_losses = 0
-            self._losses[self._logged_losses % self.log_every_n_steps] = mean
-            self._counted[self._logged_losses % self.log_every_n_steps] = self._step_counted > 0
-            self._logged_losses += 1
-            self._step_loss, self._step_counted, self._micro_batches = None, None, 0
+        if self._micro:
+            if self._held_steps.maxlen != self.log_every_n_steps:
+                self._held_steps = deque(self._held_steps, maxlen=self.log_every_n_steps)
+            self._held_steps.append(self._micro)
+            self._micro = []
         if self._ratios.pending:
             self._pending_ratios = self._ratios.ratios()
         if self._audit_due and self._optimizers:
@@ -395,11 +383,7 @@ class Observer:
         return bool(t.item() > 0)
 
     def _log_step(self, model: nn.Module, step: int, epoch: int | None) -> None:
-        n = min(self._logged_losses, self.log_every_n_steps)
-        losses = self._losses[:n].tolist() if self._losses is not None and n else []
-        if losses and self._counted is not None:  # a step whose every target was ignored has no loss
-            losses = [v for v, counted in zip(losses, self._counted[:n].tolist()) if counted]
-        self._logged_losses = 0
+        losses = self._step_losses()
         nonfinite_loss = sum(1 for v in losses if not math.isfinite(v))
         grad_norm = float(self._grad_norm) if self._grad_norm is not None else None
         self._grad_norm = None
@@ -440,6 +424,33 @@ class Observer:
                 progress=self.progress(step),
             )
         )
+
+    def _step_losses(self) -> list[float]:
+        """The mean loss of each step held since the last step record, read back at once (one host transfer);
+        a step whose every target was ignored has no loss (0/0: not a non-finite loss, not divergence)."""
+        steps, self._held_steps = list(self._held_steps), deque(maxlen=self.log_every_n_steps)
+        if not steps:
+            return []
+        means, counted = [], []
+        for micro in steps:
+            total: Tensor | None = None
+            weight: Tensor | None = None
+            for held, decides, given, masked in micro:
+                value = torch.as_tensor(held).float().reshape(-1)[0]
+                c = given.float().to(value.device) if given is not None else torch.ones((), device=value.device)
+                if decides is not None:
+                    c = (decides != self.config.ignore_index).any().to(value.device, torch.float32)
+                if masked:
+                    value = torch.where(c > 0, value * c, torch.zeros_like(value))
+                total = value if total is None else total + value.to(total.device)
+                weight = c if weight is None else weight + c.to(weight.device)
+            assert total is not None and weight is not None
+            means.append(total / weight.clamp(min=1))
+            counted.append(weight > 0)
+        device = means[0].device
+        values = torch.stack([m.to(device) for m in means]).tolist()
+        keep = torch.stack([c.to(device) for c in counted]).tolist()
+        return [v for v, k in zip(values, keep) if k]
 
     def _audit(self, model: nn.Module, step: int, epoch: int | None) -> None:
         record = audit_model(model, self._optimizers, step=step, epoch=epoch, fingerprints=self._fingerprints,
@@ -899,7 +910,8 @@ class Observer:
     def __getstate__(self) -> dict[str, Any]:
         # References into a live training step (model, snapshots, pending device tensors) are not state.
         state = self.__dict__.copy()
-        state.update(_deferred=None, _pending_ratios={}, _ratios=UpdateRatioTracker(), _grad_norm=None, _optimizers=[])
+        state.update(_deferred=None, _pending_ratios={}, _ratios=UpdateRatioTracker(), _grad_norm=None, _optimizers=[],
+                     _micro=[], _held_steps=deque())
         return state
 
     def state_dict(self) -> dict[str, Any]:

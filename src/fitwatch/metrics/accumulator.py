@@ -141,6 +141,7 @@ class PredictionAccumulator:
         return self._counts is not None
 
     # ------------------------------------------------------------------ update
+    @torch.no_grad()
     def update(self, logits: Tensor, target: Tensor, loss: Tensor | float | None = None, *, mask: Tensor | None = None) -> None:
         """Add one batch. No host sync, except for shape/range validation on the very first batch.
 
@@ -151,8 +152,7 @@ class PredictionAccumulator:
         together with the next ones, in one pass of a few dozen kernels rather than one pass per batch; every
         read (:meth:`compute`, :meth:`tensors`, :meth:`sync`, :meth:`state_dict`) folds what is held first.
         """
-        logits = logits.detach()
-        target = target.detach()
+        # No detach ops: everything here runs under no_grad (the copies below included).
         if target.device != logits.device:
             target = target.to(logits.device, non_blocking=True)
         first = not self.initialized
@@ -202,15 +202,17 @@ class PredictionAccumulator:
         else:
             if logits.shape[-1] != k or logits.shape[:-1] != target.shape:
                 return None
-            rows = (logits.reshape(-1, k), target.reshape(-1))
+            # Rows as they come for [N, C] logits (a reshape is an op even when it returns a view).
+            rows = (logits, target) if logits.ndim == 2 else (logits.reshape(-1, k), target.reshape(-1))
         m = mask.reshape(-1) if mask is not None else None
         if m is not None and m.numel() != rows[0].shape[0]:
             return None
-        # Copies, detached: the caller may change its tensors in place after the step (the HF Trainer scales the
-        # loss by the number of processes in place; CUDA-graph replays overwrite their outputs), and a held loss
-        # that still required grad would keep the step's whole autograd graph alive. Three small copies a step.
-        held_loss = loss.detach().clone() if isinstance(loss, Tensor) else loss
-        return _Rows(rows[0].clone(), rows[1].clone(), held_loss, m.clone() if m is not None else None)
+        # Copies made without autograd (one op each): the caller may change its tensors in place after the step
+        # (CUDA-graph replays overwrite their outputs; a loop may rewrite its label buffer), and a held loss that
+        # still required grad would keep the step's autograd graph alive.
+        with torch.no_grad():
+            held_loss = loss.clone() if isinstance(loss, Tensor) else loss
+            return _Rows(rows[0].clone(), rows[1].clone(), held_loss, m.clone() if m is not None else None)
 
     def _fold_pending(self) -> None:
         if self._pending:
@@ -283,13 +285,22 @@ class PredictionAccumulator:
         if any(b.loss is not None for b in batches):
             dtype = self._loss.dtype
             # The mean loss of each batch, weighted by its counted rows; a batch without a loss adds nothing.
-            losses = torch.cat([_loss_of(b.loss, device, dtype) for b in batches])
+            held = [b.loss for b in batches]
+            if all(isinstance(x, Tensor) and x.numel() == 1 and x.device == held[0].device for x in held):
+                # One stack for all the held losses, not a handful of ops each.
+                losses = torch.stack([x.reshape(()) if x.ndim else x for x in held]).to(device, dtype)  # type: ignore[union-attr]
+            else:
+                losses = torch.cat([_loss_of(x, device, dtype) for x in held])
             if one:
                 n_valid = weights.sum().to(dtype).reshape(1)
                 any_targeted = targeted.any().reshape(1)
             else:
                 # Which batch each row came from, built on the device (a host list would be a synchronising copy).
-                owner = torch.cat([torch.full((b.target.shape[0],), i, device=device) for i, b in enumerate(batches)])
+                sizes = {b.target.shape[0] for b in batches}
+                if len(sizes) == 1:  # batches of one size (all but a last short one): two ops, not one per batch
+                    owner = torch.arange(len(batches), device=device).repeat_interleave(sizes.pop())
+                else:
+                    owner = torch.cat([torch.full((b.target.shape[0],), i, device=device) for i, b in enumerate(batches)])
                 n_valid = torch.zeros(len(batches), dtype=dtype, device=device).index_add_(0, owner, weights.to(dtype))
                 any_targeted = torch.zeros(len(batches), dtype=dtype, device=device).index_add_(0, owner, targeted.to(dtype)) > 0
             finite_loss = torch.isfinite(losses)
