@@ -26,15 +26,25 @@ def test_validate_before_fit_does_not_break_the_fit(tmp_path):
     assert len(cb.history["performance/accuracy/val"]) >= 2
 
 
-class SoftBatches(torch.utils.data.Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, nn.functional.one_hot(y, 10).float() * 0.9 + 0.01
+class Targets(torch.utils.data.Dataset):
+    """Features with targets made from the class ids by ``make`` (soft labels, a float column, ...)."""
+
+    def __init__(self, x, y, make):
+        self.x, self.y = x, make(y)
 
     def __len__(self):
         return len(self.x)
 
     def __getitem__(self, i):
         return self.x[i], self.y[i]
+
+
+def SoftBatches(x, y):  # noqa: N802  (a dataset factory, read like the class it builds)
+    return Targets(x, y, lambda y: nn.functional.one_hot(y, 10).float() * 0.9 + 0.01)
+
+
+def BinaryTargets(x, y):  # noqa: N802
+    return Targets(x, y, lambda y: (y >= 5).float().unsqueeze(1))
 
 
 class SoftModel(DigitsMLP):
@@ -77,17 +87,6 @@ class OneLogit(DigitsMLP):
         return {"loss": nn.functional.binary_cross_entropy_with_logits(logits, target), "logits": logits}
 
     validation_step = training_step
-
-
-class BinaryTargets(torch.utils.data.Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, (y >= 5).float().unsqueeze(1)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
 
 
 def test_one_logit_with_float_column_targets_is_binary(tmp_path):
@@ -162,6 +161,7 @@ def test_step_based_validation_keeps_every_batch_since_the_last_evaluation(tmp_p
     assert cb.history["health/samples/train"][1] == (50, 800.0)
 
 
+@pytest.mark.filterwarnings("ignore::fitwatch.FitWatchWarning")  # short runs: the folders are the point
 def test_runs_without_a_tensorboard_logger_get_their_own_folders(tmp_path):
     train, val = loaders(n_train=256)
     first, second = FitWatch(), FitWatch()
@@ -172,6 +172,7 @@ def test_runs_without_a_tensorboard_logger_get_their_own_folders(tmp_path):
     assert len(list(first.run_dir.glob("events.out.tfevents.*"))) == 1
 
 
+@pytest.mark.filterwarnings("ignore::fitwatch.FitWatchWarning")
 def test_a_reused_callback_starts_a_new_run(tmp_path):
     train, val = loaders(n_train=256)
     cb = FitWatch()

@@ -391,12 +391,7 @@ class PredictionAccumulator:
             self.task = TASKS[task_code - 1]
             self.num_classes = classes
             self._allocate(device)
-        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in self.tensors()])
-        torch.distributed.all_reduce(flat)  # float64 holds int64 counts exactly up to 2**53
-        offset = 0
-        for t in self.tensors():
-            t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
-            offset += t.numel()
+        sum_over_ranks(self.tensors())
 
     def _move_to(self, device: torch.device) -> None:
         saved = [t.detach().cpu() for t in self.tensors()]
@@ -438,6 +433,16 @@ class PredictionAccumulator:
             src = torch.tensor(saved, dtype=t.dtype)
             if src.shape == t.shape:
                 t.copy_(src)
+
+
+def sum_over_ranks(tensors: Sequence[Tensor]) -> None:
+    """Sum ``tensors`` in place over all ranks in one collective (float64 holds int64 counts exactly up to 2**53)."""
+    flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+    torch.distributed.all_reduce(flat)
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
+        offset += t.numel()
 
 
 def _collective_device(tensors: Sequence[Tensor]) -> torch.device:

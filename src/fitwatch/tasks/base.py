@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fitwatch.metrics.accumulator import sum_over_ranks
+
 __all__ = ["SummedState"]
 
 
@@ -49,12 +51,7 @@ class SummedState:
         if not self.initialized:  # a rank that saw no batch still takes part, with zeros
             backend = dist.get_backend()
             self._allocate(torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu"))
-        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in self._reduced()])
-        dist.all_reduce(flat)
-        offset = 0
-        for t in self._reduced():
-            t.copy_(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
-            offset += t.numel()
+        sum_over_ranks(self._reduced())
 
     def _move_to(self, device: torch.device) -> None:
         saved = [t.detach().cpu() for t in self.tensors()]
