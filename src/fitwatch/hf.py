@@ -502,10 +502,12 @@ def _real_rows(rows: int, process_index: int) -> int:
 
 
 def _epoch(state: TrainerState) -> int | None:
-    """The 0-based epoch index of HF's fractional ``state.epoch`` (1.0 at the end of the first epoch)."""
+    """The epoch in the HF Trainer's own numbering: its logs say ``epoch 1.0`` at the end of the first epoch, so a
+    finding at that evaluation says epoch 1 (and one during the third epoch, 2.4, says epoch 3); 0 before the
+    first step. (Lightning's findings keep Lightning's 0-based ``current_epoch``, as its checkpoint names do.)"""
     if state.epoch is None:
         return None
-    return max(math.ceil(state.epoch) - 1, 0)
+    return max(math.ceil(state.epoch), 0)
 
 
 def _logging_steps(args: TrainingArguments, state: TrainerState) -> int | None:

@@ -81,8 +81,9 @@ def test_epochs_lrs_and_step_records():
     assert isinstance(step4, StepRecord) and math.isnan(step4.losses[0])
     assert step4.nonfinite == {"grad": 1} and step4.update_ratios == {"layer.0": 2e-3}
     assert step4.lr == [1e-3, 1e-2] and eval4.lr == [1e-3, 1e-2] and records[4].lr == [5e-4, 5e-3]
-    # The HF Trainer's epoch 1.0 is the end of the first epoch: 0-based epoch 0, as the callbacks count.
-    assert [r.epoch for r in records] == [0, 0, 0, 1, 1]
+    # The HF Trainer's epoch 1.0 is the end of the first epoch, epoch 1 in its own numbering, as its callback
+    # counts (0.5 is the first epoch in progress: 1 too; 1.5 the second).
+    assert [r.epoch for r in records] == [1, 1, 1, 2, 2]
     # The interval (.., 4] holds a finite and a NaN loss: the finite mean (a diverged interval would be NaN).
     assert eval4.train["loss"] == 1.0
 

@@ -108,7 +108,8 @@ def _interpolate(points: Points, step: int) -> float | None:
 
 
 def _epoch(series: Series, step: int, *, before: bool = False) -> int | None:
-    """The 0-based epoch at ``step``, from the ``epoch`` role (else ``epoch_progress``).
+    """The epoch at ``step`` in the framework's own numbering, as the callbacks give it: Lightning's 0-based
+    ``epoch`` role, else the HF Trainer's ``epoch_progress`` rounded up (1 at the end of the first epoch).
 
     With ``before``, the last point strictly before ``step`` (see :func:`rebuild_records`), falling back to
     the one at ``step``.
@@ -120,8 +121,8 @@ def _epoch(series: Series, step: int, *, before: bool = False) -> int | None:
         return round(value)
     progress = _latest(_single(series, "epoch_progress"), step)
     if progress is not None and math.isfinite(progress):
-        # The HF Trainer counts epochs completed (1.0 at the end of the first); callbacks' epochs are 0-based.
-        return max(math.ceil(progress) - 1, 0)
+        # The HF Trainer counts epochs completed (1.0 at the end of the first), and so does its callback.
+        return max(math.ceil(progress), 0)
     return None
 
 
