@@ -193,10 +193,10 @@ class Observer:
         Never raises for what fitwatch inferred itself; a task or class names the user gave that disagree with
         the logits fail in the state's first update, with a message naming the argument.
         """
-        if self.task is not None:
-            return True
         if self.predictions_off:
             return False
+        if self.task is not None:
+            return True
         config, hint = self.config, self.model_task
         if channels_first(logits, target) and config.task in ("auto", "multiclass", "token_classification"):
             self.channels_first = True
@@ -313,7 +313,7 @@ class Observer:
             self._micro.append((held, decides, loss_weight, target is not None or loss_weight is not None))
         if logits is not None and target is not None and self.config.train_metrics and self._resolve(logits, target, loss):
             self.train.strict = self.train.strict and not self.val.initialized  # set-up checks on the run's first batch
-            self.train.update(logits.movedim(1, -1) if self.channels_first else logits, target, loss)
+            self._first_update(self.train, logits.movedim(1, -1) if self.channels_first else logits, target, loss)
             self._check_skipped(self.train, "train")
             self._train_flushed = False
         if self._margins is not None and logits is not None and target is not None and sample_ids is not None:
@@ -490,7 +490,9 @@ class Observer:
             self._others[split].update(logits, target, loss)
             return
         self.val.strict = self.val.strict and not self.train.initialized
-        self.val.update(logits, target, loss)
+        self._first_update(self.val, logits, target, loss)
+        if self.predictions_off:
+            return
         self._check_skipped(self.val, "val")
         if not (self._positions_known and (self._duplicate_mask is not None or self._mistakes is not None)):
             return
@@ -620,6 +622,23 @@ class Observer:
         if "loss" in val and "loss" in train:
             out["fitwatch_gap_loss"] = float(val["loss"]) - float(train["loss"])
         self.headline = out
+
+    def _first_update(self, state: Any, logits: Tensor, target: Tensor, loss: Tensor | float | None) -> None:
+        """``state.update``; the run's first batch is the set-up check. Where the task and classes were the user's
+        (``task``, ``num_classes``, ``class_names``) a mismatch fails fast; where fitwatch inferred them itself it
+        is one warning and the prediction metrics are off: never the reason a run dies."""
+        first = not state.initialized
+        try:
+            state.update(logits, target, loss)
+        except ValueError as err:
+            config = self.config
+            if not first or config.class_names is not None or config.num_classes is not None or config.task != "auto":
+                raise
+            self.predictions_off = True
+            self.warn_once("inferred-setup", f"fitwatch: {err} The task ({self.task}) and the classes were inferred "
+                           "by fitwatch, so per-class, calibration and task metrics are off for this run; losses, "
+                           "optimizer and model diagnostics keep working. Pass `task=`, `num_classes=`/`class_names=` "
+                           "or `ignore_index=` to turn them on.")
 
     def _check_skipped(self, state: Any, split: str) -> None:
         """Warn once when a batch did not fit the states (host-side shapes only: no synchronisation)."""

@@ -138,8 +138,9 @@ def test_no_host_sync_in_per_step_hooks_between_logging_steps(tmp_path, monkeypa
 
 
 def test_target_outside_the_classes_in_the_first_batch_raises_a_clear_error(tmp_path):
-    """The run's first batch is the set-up check (a wrong label mapping fails fast); later batches are counted
-    and warned about, never raised (tests/reliability/test_bad_input_after_setup.py)."""
+    """The run's first batch is the set-up check: with classes the user gave, a wrong label mapping fails fast;
+    with classes fitwatch inferred, it is a warning. Later batches are counted and warned about, never raised
+    (tests/reliability/test_bad_input_after_setup.py)."""
 
     class LogitsOnly(DigitsMLP):  # computes its loss on clamped labels, so only fitwatch reads the bad ones
         def training_step(self, batch, batch_idx):
@@ -151,8 +152,15 @@ def test_target_outside_the_classes_in_the_first_batch_raises_a_clear_error(tmp_
     y[3] = 12
     bad_train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)
     with pytest.raises(ValueError, match=r"Expected `target` values in \[0, 10\).*but got 12.*ignore_index=12"):
-        trainer(tmp_path, [FitWatch(config={"data_checks": False})], max_epochs=1, logger=False).fit(
+        trainer(tmp_path, [FitWatch(num_classes=10, config={"data_checks": False})], max_epochs=1, logger=False).fit(
             LogitsOnly(), bad_train, loaders(n_train=64)[1])
+
+    # The same batch with classes fitwatch inferred itself: one warning, the run goes on without prediction metrics.
+    cb = FitWatch(config={"data_checks": False})
+    t = trainer(tmp_path / "inferred", [cb], max_epochs=1, logger=False)
+    with torch.random.fork_rng(), pytest.warns(FitWatchRuntimeWarning, match=r"but got 12.*inferred by fitwatch"):
+        t.fit(LogitsOnly(), bad_train, loaders(n_train=64)[1])
+    assert t.global_step == 1 and not any(k.startswith("per_class/") for k in cb.history)
 
 
 def test_class_names_of_the_wrong_length_raise(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -12,7 +13,7 @@ from fitwatch.metrics.accumulator import sum_over_ranks
 __all__ = ["SummedState"]
 
 
-class SummedState:
+class SummedState(abc.ABC):
     """A split's state made of tensors that add up across batches and ranks.
 
     Subclasses define :meth:`tensors` (every state tensor, in a fixed order), :meth:`_allocate` and ``task``;
@@ -27,14 +28,17 @@ class SummedState:
     skipped_shapes = None
 
     @property
+    @abc.abstractmethod
     def initialized(self) -> bool:
-        raise NotImplementedError
+        """Whether the state tensors exist (a batch was seen, or a state was loaded)."""
 
+    @abc.abstractmethod
     def tensors(self) -> list[Tensor]:
-        raise NotImplementedError
+        """Every state tensor, in a fixed order (what :meth:`state_dict` saves)."""
 
+    @abc.abstractmethod
     def _allocate(self, device: torch.device) -> None:
-        raise NotImplementedError
+        """Create zeroed state tensors on ``device``."""
 
     def _reduced(self) -> list[Tensor]:
         return self.tensors()
