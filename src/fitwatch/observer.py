@@ -448,8 +448,7 @@ class Observer:
             means.append(total / weight.clamp(min=1))
             counted.append(weight > 0)
         device = means[0].device
-        values = torch.stack([m.to(device) for m in means]).tolist()
-        keep = torch.stack([c.to(device) for c in counted]).tolist()
+        values, keep = torch.stack([torch.stack([m.to(device).float(), c.to(device).float()]) for m, c in zip(means, counted)]).T.tolist()
         return [v for v, k in zip(values, keep) if k]
 
     def _audit(self, model: nn.Module, step: int, epoch: int | None) -> None:
