@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import json
 import os
 import platform
@@ -214,9 +215,11 @@ def _marker_lightning(probe: Probe) -> Any:
         def __init__(self) -> None:
             self.step = 0
             self.starts: list[float] = []
+            self.cpu: list[float] = []  # the training thread's CPU time at the same instants
 
         def on_train_batch_start(self, *args: Any) -> None:
             self.starts.append(time.perf_counter())
+            self.cpu.append(time.thread_time())
             probe.phase = ("step", self.step)
             self.step += 1
 
@@ -609,70 +612,138 @@ def _nested(ev: Any) -> bool:
 
 
 def _peer(w: dict[str, Any]) -> list[Any]:
-    """What a user would otherwise write: LearningRateMonitor plus three torchmetrics updated every step."""
+    """What a user would otherwise write: LearningRateMonitor plus torchmetrics updated every step. For a
+    classifier: calibration error, per-class F1 and the confusion matrix; for a causal LM (a confusion matrix of
+    32,000 classes would take 8 GB): perplexity, token accuracy and calibration error on the shifted tokens."""
     import lightning.pytorch as pl
     import torchmetrics.classification as tmc
 
+    lm = w["kind"] == "lm"
     k = w.get("classes") or w["vocab"]
 
     class Peer(pl.Callback):
         def __init__(self) -> None:
-            self.metrics = [tmc.MulticlassCalibrationError(num_classes=k, n_bins=15),
-                            tmc.MulticlassF1Score(num_classes=k, average=None),
-                            tmc.MulticlassConfusionMatrix(num_classes=k)]
+            if lm:
+                from torchmetrics.text import Perplexity
 
-        def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+                self.metrics = [Perplexity(ignore_index=-100),
+                                tmc.MulticlassAccuracy(num_classes=k, ignore_index=-100, average="micro"),
+                                tmc.MulticlassCalibrationError(num_classes=k, n_bins=15, ignore_index=-100)]
+            else:
+                self.metrics = [tmc.MulticlassCalibrationError(num_classes=k, n_bins=15),
+                                tmc.MulticlassF1Score(num_classes=k, average=None),
+                                tmc.MulticlassConfusionMatrix(num_classes=k)]
+
+        def _update(self, outputs: Any, batch: Any) -> None:
             logits = outputs["logits"].detach()
             target = batch["labels"]
+            if lm:
+                logits, target = logits[:, :-1], target[:, 1:]
+                self.metrics[0].to(logits.device).update(logits, target)
             logits, target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
-            for m in self.metrics:
+            for m in self.metrics[1 if lm else 0:]:
                 m.to(logits.device).update(logits, target)
 
+        def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self._update(outputs, batch)
+
+        def on_validation_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int,
+                                    dataloader_idx: int = 0) -> None:
+            self._update(outputs, batch)
+
+        def on_validation_epoch_end(self, trainer: Any, module: Any) -> None:
+            self._compute(module)
+
         def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+            self._compute(module)
+
+        def _compute(self, module: Any) -> None:
             for m in self.metrics:
-                m.compute()
+                if not m.update_count:
+                    continue
+                value = m.compute()
+                if value.numel() == 1:
+                    module.log(f"peer_{type(m).__name__}", value)
                 m.reset()
 
     return [pl.callbacks.LearningRateMonitor(logging_interval="step"), Peer()]
 
 
+#: What ``--ratios`` runs: (workload, framework, with evaluations, rounds, steps per fit without evaluations).
+RATIO_PLAN = [
+    ("mlp", "lightning", False, 12, 150),
+    ("bert", "lightning", False, 5, 30),
+    ("lm", "lightning", False, 4, 24),
+    ("mlp", "lightning", True, 6, 0),
+    ("bert", "lightning", True, 3, 0),
+    ("mlp", "hf", True, 6, 0),
+]
+#: Whole-fit runs with evaluations, per workload: (steps, evaluate every, validation batches).
+FIT_SHAPES = {"mlp": (400, 100, 8), "bert": (60, 20, 4), "lm": (40, 20, 2)}
+QUICK_FIT_SHAPES = {"mlp": (30, 10, 2), "bert": (12, 6, 2), "lm": (8, 4, 1)}
+
+
 def ratio_rounds(workload: str, *, rounds: int, steps: int, quick: bool, tmp: Path, device: str = "cpu",
-                 arms: tuple[str, ...] = ("bare", "default", "full", "peer")) -> dict[str, Any]:
-    """``rounds`` rounds of short Lightning fits, one per arm in a rotated order, in this process; per round each
-    arm's median step time (warm-up dropped) over the bare arm's. No validation: step time only."""
+                 arms: tuple[str, ...] = ("bare", "default", "full", "peer"), framework: str = "lightning",
+                 evaluations: bool = False) -> dict[str, Any]:
+    """``rounds`` rounds of short fits, one per arm in a rotated order, in this process; per round each arm's
+    median step time (warm-up dropped) over the bare arm's, as wall time and as the training thread's CPU time
+    (which the machine's other jobs disturb less). With ``evaluations`` the fits validate (:data:`FIT_SHAPES`)
+    and each arm's whole-fit CPU time (the process's, every thread: set-up, steps, evaluations, writers) is
+    compared as well."""
     w = (QUICK_WORKLOADS if quick else WORKLOADS)[workload]
-    per_arm: dict[str, list[float]] = defaultdict(list)
-    ratios: dict[str, list[float]] = defaultdict(list)
+    per_arm: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    ratios: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    if evaluations:
+        steps, val_every, val_batches = (QUICK_FIT_SHAPES if quick else FIT_SHAPES)[workload]
+    else:
+        val_every, val_batches = steps, 0
     for r in range(rounds):
         order = list(arms[r % len(arms):] + arms[: r % len(arms)])
         if r % 2:
             order.reverse()
-        got: dict[str, float] = {}
+        got: dict[str, dict[str, float]] = {}
         for arm in order:
             probe = Probe()  # not installed: only its marker's step clock is used
-            marker = _marker_lightning(probe)
+            marker = _marker_lightning(probe) if framework == "lightning" else _marker_hf(probe)
             out = Path(tempfile.mkdtemp(dir=tmp))
             cbs: list[Any] = [marker]
             if arm in ("default", "full"):
                 note: dict[str, Any] = {}
-                cbs.append(make_callback("lightning", arm, w, out, task_note=note))
+                cbs.append(make_callback(framework, arm, w, out, task_note=note))
             elif arm == "peer":
                 cbs.extend(_peer(w))
+            run = run_lightning if framework == "lightning" else run_hf
+            gc.collect()
+            cpu0 = time.process_time()
             with quiet():
-                run_lightning(w, callbacks=cbs, steps=steps, val_every=steps, val_batches=0, log_every=50, out=out,
-                              device=device)
-            intervals = [b - a for a, b in zip(marker.starts, marker.starts[1:])][max(3, steps // 10):]
-            got[arm] = statistics.median(intervals)
-            per_arm[arm].append(got[arm] * 1e3)
+                run(w, callbacks=cbs, steps=steps, val_every=val_every, val_batches=val_batches, log_every=50,
+                    out=out, device=device)
+            fit_cpu = time.process_time() - cpu0
+            skip = max(3, steps // 10)
+            wall = [b - a for a, b in zip(marker.starts, marker.starts[1:])][skip:]
+            cpu = [b - a for a, b in zip(marker.cpu, marker.cpu[1:])][skip:] if getattr(marker, "cpu", None) else wall
+            got[arm] = {"wall": statistics.median(wall), "cpu": statistics.median(cpu), "fit_cpu": fit_cpu}
+            for key, value in got[arm].items():
+                per_arm[arm][key].append(value * 1e3)
         for arm in arms:
             if arm != "bare":
-                ratios[arm].append(got[arm] / got["bare"])
+                for key in got[arm]:
+                    ratios[arm][key].append(got[arm][key] / got["bare"][key])
     return {
-        "workload": workload, "rounds": rounds, "steps": steps, "sizes": w,
-        "step_ms": {a: statistics.median(v) for a, v in per_arm.items()},
-        "ratios": {a: {"median": statistics.median(v), "min": min(v), "max": max(v),
-                       "q1": _quantile(v, 0.25), "q3": _quantile(v, 0.75), "all": v} for a, v in ratios.items()},
+        "workload": workload, "framework": framework, "rounds": rounds, "steps": steps, "sizes": w,
+        "evaluations": {"every": val_every, "batches": val_batches} if evaluations else None,
+        "step_ms": {a: statistics.median(v["wall"]) for a, v in per_arm.items()},
+        "ms": {a: {k: statistics.median(x) for k, x in v.items()} for a, v in per_arm.items()},
+        "ratios": {a: {"median": statistics.median(v["wall"]), "min": min(v["wall"]), "max": max(v["wall"]),
+                       "q1": _quantile(v["wall"], 0.25), "q3": _quantile(v["wall"], 0.75), "all": v["wall"],
+                       "by": {k: _spread(x) for k, x in v.items()}} for a, v in ratios.items()},
     }
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "q1": _quantile(values, 0.25), "q3": _quantile(values, 0.75), "all": values}
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -772,16 +843,32 @@ def cost_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _cell(q: dict[str, Any] | None) -> str:
+    if q is None:
+        return "-"
+    return f"**{q['median']:.3f}** ({q['q1']:.3f}-{q['q3']:.3f}; {q['min']:.3f}-{q['max']:.3f})"
+
+
 def ratio_table(results: list[dict[str, Any]]) -> str:
-    lines = ["| workload | bare step | fitwatch default | fitwatch full | peer (LR monitor + 3 torchmetrics) | rounds |",
-             "|---|---|---|---|---|---|"]
+    """Per workload: the step-time ratios (training-thread CPU and wall) and, for runs with evaluations, the
+    whole-fit CPU ratio; each cell the median over the rounds (interquartile range; range)."""
+    lines = ["| workload | measure | bare | fitwatch default | fitwatch full | peer | rounds |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
-        cells = []
-        for arm in ("default", "full", "peer"):
-            q = r["ratios"].get(arm)
-            cells.append("-" if q is None else f"{q['median']:.3f} (IQR {q['q1']:.3f}-{q['q3']:.3f}, "
-                                               f"range {q['min']:.3f}-{q['max']:.3f})")
-        lines.append(f"| {r['workload']} | {r['step_ms']['bare']:.1f} ms | " + " | ".join(cells) + f" | {r['rounds']} |")
+        by = {a: q.get("by") or {"wall": q} for a, q in r["ratios"].items()}
+        ms = r.get("ms") or {"bare": {"wall": r["step_ms"]["bare"]}}
+        evals = r.get("evaluations")
+        name = f"{r['workload']} ({r.get('framework', 'lightning')})"
+        rows = [("cpu", "step, CPU"), ("wall", "step, wall")]
+        if evals:
+            rows.append(("fit_cpu", f"whole fit with evaluations, CPU ({r['steps']} steps, one every {evals['every']})"))
+        for key, label in rows:
+            if key not in ms["bare"]:
+                continue
+            bare = ms["bare"][key]
+            bare_text = f"{bare / 1e3:.2f} s" if key == "fit_cpu" else f"{bare:.1f} ms"
+            cells = [_cell(by.get(arm, {}).get(key)) for arm in ("default", "full", "peer")]
+            lines.append(f"| {name} | {label} | {bare_text} | " + " | ".join(cells) + f" | {r['rounds']} |")
     return "\n".join(lines)
 
 
@@ -798,15 +885,20 @@ data checks); *later evaluation*: the median of the others; *fit start*: data ch
 *amortised step*: all non-logging steps with their folds, averaged. Full numbers (per hook, op names) in
 `benchmarks/results/cost.json`."""
 
-RATIOS_INTRO = """### Step-time ratios against the bare loop (issue 15)
+RATIOS_INTRO = """### Ratios against the bare loop (issue 15)
 
-`python -m benchmarks.cost --ratios` (Lightning, CPU, one thread): rounds of short fits in one process, one per arm
-in a rotated order (bare loop, fitwatch default, fitwatch full = `configs/fitwatch/full.yaml`, and the peer a user
-would otherwise write: `LearningRateMonitor` plus torchmetrics `MulticlassCalibrationError`,
-`MulticlassF1Score(average=None)` and `MulticlassConfusionMatrix` updated every step); per round the median step time
-(warm-up dropped, no validation in the run) of each arm over the bare arm's; median, interquartile range and range
-over the rounds. On a shared 2-core machine the spread between rounds is the noise floor: read the op counts above
-for what fitwatch adds."""
+`python -m benchmarks.cost --ratios` (CPU, one torch thread): rounds of short fits in one process, one fit per arm
+in a rotated order (the bare loop; fitwatch default; fitwatch full = `configs/fitwatch/full.yaml`; and the peer a
+user would otherwise write: `LearningRateMonitor` plus torchmetrics updated every step and computed at each
+evaluation: `MulticlassCalibrationError`, `MulticlassF1Score(average=None)` and `MulticlassConfusionMatrix` for a
+classifier; `Perplexity`, `MulticlassAccuracy` and `MulticlassCalibrationError` on the shifted tokens for the causal
+LM). *step*: per round, each arm's median step time (warm-up dropped; a step's time includes what every hook does
+in it, the folds among them) over the bare arm's, as the training thread's CPU time (which the machine's other
+jobs disturb less) and as wall time. *whole fit*: the process's CPU time (every thread: set-up, data checks,
+steps, evaluations, writers, images) for a fit that validates on a schedule, over the bare fit's. Cells: the
+median over the rounds (interquartile range; range). `mlp` is the ~5 ms step (the CPU stand-in for a
+launch-bound GPU step), `bert` a ~80 ms two-layer BERT step, `lm` a GPT-2-shaped causal LM with a 32,000-token
+vocabulary."""
 
 
 FIGURES_INTRO = """### Images per evaluation (issue 15)
@@ -880,13 +972,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.ratios:
-            workloads = args.workload or ["mlp", "bert"]
             results = []
-            for wl in workloads:
-                rounds = args.rounds or (2 if args.quick else (12 if wl == "mlp" else 5))
-                steps = 30 if args.quick else (150 if wl == "mlp" else 30)
-                r = ratio_rounds(wl, rounds=rounds, steps=steps, quick=args.quick, tmp=tmp)
-                print(json.dumps({k: r[k] for k in ("workload", "step_ms")}), flush=True)
+            for wl, framework, evaluations, rounds, steps in RATIO_PLAN:
+                if (args.workload and wl not in args.workload) or (args.framework and framework not in args.framework):
+                    continue
+                t0 = time.perf_counter()
+                arms = ("bare", "default", "full", "peer") if framework == "lightning" else ("bare", "default", "full")
+                r = ratio_rounds(wl, rounds=args.rounds or (2 if args.quick else rounds), steps=12 if args.quick else steps,
+                                 quick=args.quick, tmp=tmp, framework=framework, evaluations=evaluations, arms=arms)
+                print(f"{wl} {framework} evaluations={evaluations}: "
+                      + json.dumps({a: {k: round(v["median"], 3) for k, v in q["by"].items()} for a, q in r["ratios"].items()})
+                      + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
                 results.append(r)
             table = ratio_table(results)
             print(table)

@@ -139,6 +139,10 @@ class FitWatchConfig:
             (memory grows as its square) and drawn.
         classwise_ece: Keep the per-class calibration bins for classwise ECE (``classes x n_bins`` sums).
         images: Draw the confusion matrix and reliability diagram at each validation.
+        image_budget: The share of the run's wall time that drawing those images may take (``0.01``: 1%). An
+            evaluation's images are skipped while the drawing so far took more than that share of the time since
+            the first evaluation; the first evaluation's and the last one's (at the end of the run) are always
+            drawn. Scalars are written at every evaluation either way. ``None`` draws at every evaluation.
         gap_window: Number of validations the gap trend (Theil-Sen slope) looks back over.
         detectors: Per-detector settings by detector name, e.g. ``{"plateau": {"patience": 8}}``;
             ``{"plateau": {"enabled": False}}`` turns one off.
@@ -170,6 +174,7 @@ class FitWatchConfig:
     confusion_matrix_max_classes: int = 50
     classwise_ece: bool = True
     images: bool = True
+    image_budget: float | None = 0.01
     gap_window: int = 5
     detectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     warn: bool = True
@@ -200,6 +205,8 @@ class FitWatchConfig:
         v.check_non_negative_int("diag_every_n_steps", self.diag_every_n_steps)
         for name in ("grad_norm", "train_metrics", "classwise_ece", "images", "warn"):
             v.check_bool(name, getattr(self, name))
+        if self.image_budget is not None:
+            v.check_fraction("image_budget", self.image_budget)
         v.check_choice("per_class", self.per_class, typing.get_args(PerClass))
         v.check_positive_int("per_class_top_k", self.per_class_top_k)
         v.check_non_negative_int("confusion_matrix_max_classes", self.confusion_matrix_max_classes)

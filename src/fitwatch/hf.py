@@ -118,6 +118,7 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._primary_eval: str | None = None  # name of the fit's first evaluation set ("" for a single one)
         self._items_decided: bool | None = None  # whether the model's loss is normalised by num_items_in_batch
         self._world_size = 1
+        self._average_tokens = False  # TrainingArguments.average_tokens_across_devices
 
     # ------------------------------------------------------------------ public
     @classmethod
@@ -238,8 +239,9 @@ class FitWatchCallback(TrainerCallback, ExportableState):
             # micro-batch's per-token mean is loss * num_items / its own count, and it weighs by that count.
             weight = _counted(labels, observer, module)
             mean = torch.where(weight > 0, loss.detach().float() * num_items / weight.clamp(min=1), torch.zeros((), device=loss.device))
-        elif loss is not None and self._world_size > 1:
-            # The Trainer scales the loss in place by the number of processes after this hook: keep its value now.
+        elif loss is not None and (self._world_size > 1 or (self._average_tokens and num_items is not None)):
+            # The Trainer scales the loss in place by the number of processes after this hook (`loss *= ...`, with
+            # average_tokens_across_devices, even by 1): keep its value now (one scalar copy).
             mean = loss.detach().clone()
         if labels is None or logits is None:
             if weight is None and labels is not None and loss is not None:
@@ -285,6 +287,7 @@ class FitWatchCallback(TrainerCallback, ExportableState):
         self._optimizers = [optimizer] if optimizer is not None else []
         self._training = True
         self._world_size = args.world_size
+        self._average_tokens = bool(getattr(args, "average_tokens_across_devices", False))
         # The Trainer clips before on_pre_optimizer_step, so the pre-clip norm comes from its own logs.
         observer.measure_grad_norm = False
         if model is not None and self._optimizers:

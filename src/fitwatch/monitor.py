@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -69,6 +70,7 @@ class Monitor:
         on_finding: Callable[[Finding], Any] | None = None,
         gap_window: int = 5,
         prefix: str = "",
+        image_budget: float | None = None,
     ) -> None:
         self.detectors = list(build_detectors(detector_settings) if detectors is None else detectors)
         self.stop_on = (stop_on,) if isinstance(stop_on, str) else tuple(stop_on)
@@ -87,6 +89,14 @@ class Monitor:
         self._resume: dict[str, Any] | None = None  # a loaded state waiting for the sinks, to reload its history
         self._sinks = GuardedSinks([])
         self.sinks = GuardedSinks(sinks)
+        #: Images (:meth:`details`) take at most this share of the wall time since the first evaluation.
+        self.image_budget = image_budget
+        self._image_clock: float | None = None  # when the first evaluation's details came
+        self._image_seconds = 0.0  # time spent in the sinks' `evaluation` (drawing)
+        self._image_step: int | None = None  # the evaluation step last decided, and whether it draws
+        self._image_due = True
+        self._undrawn: dict[str, tuple[EvaluationDetails, int]] = {}  # the latest skipped details per split
+        self.images_skipped = 0
 
     # ------------------------------------------------------------------ sinks
     @property
@@ -168,7 +178,26 @@ class Monitor:
                 self._sinks.call("scalars", clean, int(step))
 
     def details(self, details: EvaluationDetails, step: int) -> None:
-        self.sinks.call("evaluation", details, int(step))
+        """An evaluation's details for the sinks' images, within :attr:`image_budget`: skipped ones are counted
+        and the latest of each split is drawn at :meth:`close`, so the run's last evaluation always has its images."""
+        if step != self._image_step:  # one decision per evaluation, for all of its splits
+            self._image_step = step
+            now = time.perf_counter()
+            if self._image_clock is None:
+                self._image_clock = now
+            budget = self.image_budget
+            self._image_due = budget is None or self._image_seconds <= budget * (now - self._image_clock)
+        if not self._image_due:
+            self._undrawn[details.split] = (details, int(step))
+            self.images_skipped += 1
+            return
+        self._undrawn.pop(details.split, None)
+        self._draw(details, int(step))
+
+    def _draw(self, details: EvaluationDetails, step: int) -> None:
+        start = time.perf_counter()
+        self.sinks.call("evaluation", details, step)
+        self._image_seconds += time.perf_counter() - start
 
     def text(self, name: str, text: str, step: int) -> None:
         self.sinks.call("text", name, text, int(step))
@@ -297,6 +326,9 @@ class Monitor:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
+        for details, step in self._undrawn.values():  # the last evaluation's images, skipped for the budget
+            self._draw(details, step)
+        self._undrawn = {}
         for key, finding in self._causes.items():  # the latest state of causes whose numbers moved since shown
             shown = self._written.get(key)
             if shown is not None and shown is not finding and materially_changed(shown, finding):
@@ -314,7 +346,9 @@ class Monitor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_sinks", state.pop("sinks", GuardedSinks([])))
-        for name, default in (("_written", {}), ("_dropped", {}), ("_history_file", None), ("_resume", None)):
+        for name, default in (("_written", {}), ("_dropped", {}), ("_history_file", None), ("_resume", None),
+                              ("image_budget", None), ("_image_clock", None), ("_image_seconds", 0.0), ("_undrawn", {}),
+                              ("images_skipped", 0), ("_image_step", None), ("_image_due", True)):
             state.setdefault(name, default)
         self.__dict__.update(state)
 

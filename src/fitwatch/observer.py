@@ -92,6 +92,7 @@ class Observer:
             on_finding=on_finding,
             gap_window=config.gap_window,
             prefix=config.tag_prefix,
+            image_budget=config.image_budget,
         )
         #: The task of this run (:mod:`fitwatch.tasks`), decided at the first batch with predictions.
         self.task: str | None = None
@@ -104,7 +105,7 @@ class Observer:
         #: Logits hold their classes in dimension 1 (segmentation, ``[N, C, T]``): moved last at capture.
         self.channels_first = False
         self._accumulator_kwargs: dict[str, Any] = {}
-        self.train = self._placeholder()
+        self.train = self._placeholder(train=True)
         self.val = self._placeholder()
         # Loss-only evaluation (a model that returns no logits): [sum of batch mean losses x weight, weight].
         self._val_loss: Tensor | None = None
@@ -148,7 +149,11 @@ class Observer:
         self.measure_grad_norm = config.grad_norm
 
     # ------------------------------------------------------------------ tasks
-    def _state_kwargs(self, task: str, class_names: Sequence[str] | None, names_from: str | None) -> dict[str, Any]:
+    def _state_kwargs(self, task: str, class_names: Sequence[str] | None, names_from: str | None, *,
+                      train: bool = False) -> dict[str, Any]:
+        """The split states' settings. The training split keeps no per-class calibration bins: classwise ECE is a
+        validation number (no detector reads it on training batches), and at 1,000 classes its ``classes x bins``
+        update was four fifths of the training fold's time."""
         config = self.config
         num_classes = config.num_classes
         if num_classes is None and class_names is not None and task != "binary":
@@ -157,7 +162,7 @@ class Observer:
             num_classes=num_classes,
             ignore_index=config.ignore_index,
             n_bins=config.n_bins,
-            classwise_ece=config.classwise_ece,
+            classwise_ece=config.classwise_ece and not train,
             confusion_max_classes=config.confusion_matrix_max_classes,
             classes_from=names_from if num_classes is not None and config.num_classes is None else "num_classes",
             # Hold batches (copies) and fold them 32 at a time (at most 8 MiB of logits): a step then launches
@@ -165,11 +170,11 @@ class Observer:
             buffer_batches=32,
         )
 
-    def _placeholder(self) -> Any:
+    def _placeholder(self, *, train: bool = False) -> Any:
         """The state before the task is known: a classification accumulator that infers from the first batch
         (and learns the shapes from the other ranks in :meth:`sync` if this rank never sees one)."""
         task = self.config.task if self.config.task in ("multiclass", "binary", "multilabel") else "auto"
-        kwargs = self._state_kwargs(task, self.config.class_names, "class_names")
+        kwargs = self._state_kwargs(task, self.config.class_names, "class_names", train=train)
         return PredictionAccumulator(task=task, **kwargs)
 
     def inspect_model(self, model: nn.Module | None) -> None:
@@ -237,7 +242,7 @@ class Observer:
             kwargs["num_classes"] = None
         self._accumulator_kwargs = dict(kwargs, task=task)
         if task in CLASSIFICATION_TASKS and isinstance(self.train, PredictionAccumulator) and not self.train.initialized:
-            self.train = build_state(task, **kwargs)
+            self.train = build_state(task, **dict(kwargs, classwise_ece=False))
             self.val = build_state(task, **kwargs) if not self.val.initialized else self.val
         elif task not in CLASSIFICATION_TASKS:
             self.train = build_state(task, **kwargs, lm_max_tokens=TRAIN_TOKENS_PER_BATCH)
@@ -307,14 +312,25 @@ class Observer:
         """One training (micro-)batch. ``loss`` is its mean loss; ``loss_weight``, when given, the number of
         items it is the mean over (tokens), so that the step's loss is the per-item mean over the whole
         accumulation window; without it each micro-batch weighs the same."""
+        if isinstance(loss, Tensor):
+            if loss.requires_grad:  # Lightning hands callbacks a detached copy already: no op then
+                loss = loss.detach()
+        elif loss is not None:
+            loss = float(loss)
         if loss is not None:
-            held = loss.detach() if isinstance(loss, Tensor) else float(loss)
             decides = target if loss_weight is None and self.config.ignore_index is not None else None
-            self._micro.append((held, decides, loss_weight, target is not None or loss_weight is not None))
-        if logits is not None and target is not None and self.config.train_metrics and self._resolve(logits, target, loss):
-            self.train.strict = self.train.strict and not self.val.initialized  # set-up checks on the run's first batch
-            self._first_update(self.train, logits.movedim(1, -1) if self.channels_first else logits, target, loss)
-            self._check_skipped(self.train, "train")
+            self._micro.append((loss, decides, loss_weight, target is not None or loss_weight is not None))
+        if (logits is not None and target is not None and self.config.train_metrics and not self.predictions_off
+                and (self.task is not None or self._resolve(logits, target, loss))):
+            train = self.train
+            if train.initialized:
+                train.update(logits.movedim(1, -1) if self.channels_first else logits, target, loss)
+                if train.skipped_shapes is not None:
+                    self._check_skipped(train, "train")
+            else:
+                train.strict = train.strict and not self.val.initialized  # set-up checks on the run's first batch
+                self._first_update(train, logits.movedim(1, -1) if self.channels_first else logits, target, loss)
+                self._check_skipped(train, "train")
             self._train_flushed = False
         if self._margins is not None and logits is not None and target is not None and sample_ids is not None:
             self._margins.update(logits.detach(), target, sample_ids)
@@ -953,7 +969,8 @@ class Observer:
             if task not in CLASSIFICATION_TASKS:
                 kwargs["num_classes"] = None
             self._accumulator_kwargs = dict(kwargs, task=task)
-            self.train = build_state(task, **kwargs, lm_max_tokens=TRAIN_TOKENS_PER_BATCH if task in LANGUAGE_MODEL_TASKS else None)
+            self.train = build_state(task, **dict(kwargs, classwise_ece=False),
+                                     lm_max_tokens=TRAIN_TOKENS_PER_BATCH if task in LANGUAGE_MODEL_TASKS else None)
             self.val = build_state(task, **kwargs)
         if state.get("train"):
             self.train.load_state_dict(state["train"])

@@ -45,9 +45,11 @@ def test_expected_tags_reach_the_event_files(fitted, event_tags):
     for split in ("train", "val"):
         for metric in ("accuracy", "macro_f1", "weighted_f1", "loss"):
             assert f"performance/{metric}/{split}" in scalars
-        for metric in ("ece", "mce", "adaptive_ece", "classwise_ece", "brier"):
+        for metric in ("ece", "mce", "adaptive_ece", "brier"):
             assert f"calibration/{metric}/{split}" in scalars
         assert f"calibration/nll/{split}" in cb.history  # equal to the loss here: one chart, not two
+    # Classwise ECE is a validation number: the training fold keeps no classes x bins sums (issue 15).
+    assert "calibration/classwise_ece/val" in scalars and "calibration/classwise_ece/train" not in cb.history
     for name in ("gap/loss", "gap/accuracy", "gap/ece", "optimizer/lr/body", "optimizer/lr/head",
                  "optimizer/weight_decay/head", "optimizer/momentum/body", "optimizer/grad_norm", "weights/norm"):
         assert name in scalars, name

@@ -271,16 +271,86 @@ def test_a_held_loss_does_not_keep_the_autograd_graph_alive():
     assert all(b.loss.grad_fn is None and b.logits.grad_fn is None for b in acc._pending)
 
 
-def test_held_batches_are_copies_the_caller_may_change_in_place():
-    # The HF Trainer scales the loss by the number of processes in place after the forward pass; CUDA-graph
-    # replays overwrite their outputs. What was seen at the step is what counts.
+def _batches(n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(6, 3, generator=g), torch.randint(0, 3, (6,), generator=g), torch.rand((), generator=g))
+            for _ in range(n)]
+
+
+def test_held_batches_are_references_without_a_single_op():
+    # Holding a batch costs no torch op: the tensors are kept as they are (Lightning's outputs are detached).
+    held = PredictionAccumulator(buffer_batches=8)
+    batches = _batches(4)
+    held.update(*batches[0])  # the first batch initialises the states (and checks the targets)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for b in batches[1:]:
+            held.update(*b)
+    assert [e.name for e in prof.events() if e.name.startswith("aten::")] == []
+    reference = PredictionAccumulator()
+    for b in batches:
+        reference.update(*b)
+    assert held.compute().summary == pytest.approx(reference.compute().summary, rel=1e-12, nan_ok=True)
+
+
+def test_held_batches_changed_in_place_are_dropped_then_copied():
+    # The HF Trainer scales the loss by the number of processes in place after the forward pass; a loop may
+    # rewrite its label buffer. A held batch whose tensors moved is never read with other values than its step's:
+    # it is dropped at the fold (counted) and batches are copied from then on.
     held, reference = PredictionAccumulator(buffer_batches=8), PredictionAccumulator()
-    g = torch.Generator().manual_seed(0)
-    for _ in range(3):
-        logits, target, loss = torch.randn(6, 3, generator=g), torch.randint(0, 3, (6,), generator=g), torch.tensor(0.9)
-        reference.update(logits, target, loss)
+    batches = _batches(6)
+    for i, (logits, target, loss) in enumerate(batches):
+        if i >= 3:
+            reference.update(logits, target, loss)
         held.update(logits, target, loss)
         loss *= 2
         logits.add_(5.0)
         target.fill_(0)
-    assert held.compute().summary == reference.compute().summary
+        if i == 2:
+            held.tensors()  # fold the first three: all changed
+            assert held.changed == 3
+    assert held.compute().summary == pytest.approx(reference.compute().summary, rel=1e-12, nan_ok=True)
+    assert held.changed == 3
+
+
+def test_a_loss_scaled_in_place_drops_only_the_loss():
+    # Only the loss moved (the HF Trainer's `loss *= num_processes`): the rows still count, that batch's loss not.
+    held, reference = PredictionAccumulator(buffer_batches=8), PredictionAccumulator()
+    batches = _batches(3, seed=3)
+    for i, (logits, target, loss) in enumerate(batches):
+        held.update(logits, target, loss)
+        reference.update(logits, target, loss if i else None)
+        if i == 0:
+            loss *= 3
+    assert held.compute().summary == pytest.approx(reference.compute().summary, rel=1e-12, nan_ok=True)
+    assert held.changed == 1
+
+
+def test_an_output_buffer_reused_by_the_next_step_keeps_only_its_last_rows():
+    # A CUDA-graph replay writes its static output buffer again without bumping the version counter (simulated
+    # here through `.data`): held references at one address are one buffer, and only the last write is real.
+    held, reference = PredictionAccumulator(buffer_batches=8), PredictionAccumulator()
+    static = torch.zeros(6, 3)
+    batches = _batches(4, seed=1)
+    for logits, target, loss in batches:
+        static.data.copy_(logits)
+        held.update(static, target, loss)
+    reference.update(*batches[-1])
+    assert held.compute().summary == pytest.approx(reference.compute().summary, rel=1e-12, nan_ok=True)
+    assert held.changed == 3
+
+
+def test_views_of_a_larger_storage_are_copied():
+    # A target column of the whole batch (or a slice of a preloaded set) would keep the whole storage alive for 32
+    # steps: such a role is copied from the first batch, and the numbers are the same.
+    big = torch.randn(4096, 40)
+    held, reference = PredictionAccumulator(buffer_batches=8), PredictionAccumulator()
+    g = torch.Generator().manual_seed(2)
+    for i in range(5):
+        logits = big[i * 6:(i + 1) * 6, :3]
+        target = torch.randint(0, 3, (6,), generator=g)
+        held.update(logits, target)
+        reference.update(logits.clone(), target)
+        big[i * 6:(i + 1) * 6].zero_()  # the storage moves on; the copies do not
+    assert held._copy == (True, False)
+    assert held.compute().summary == pytest.approx(reference.compute().summary, rel=1e-12, nan_ok=True)
+    assert held.changed == 0

@@ -23,6 +23,8 @@ label mapping is a set-up error).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,12 +44,40 @@ HEALTH_FIELDS = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batch
 
 @dataclass
 class _Rows:
-    """One held batch: logits and targets as rows, its mean loss (as given), its row mask."""
+    """One held batch: logits and targets in their own shapes, its mean loss (as given), its row mask (flat), its
+    number of rows and how wide a target row is; ``versions``: the
+    tensors' version counters when they are held by reference (``None`` for copies, which nobody else can change)."""
 
     logits: Tensor
     target: Tensor
     loss: Tensor | float | None
     mask: Tensor | None
+    rows: int
+    target_width: int  # 1: a class id per row; 2: a distribution (soft targets) or multi-hot row
+    versions: tuple[int, int, int, int] | None = None
+
+
+def _version(t: Any) -> int:
+    """A tensor's version counter (bumped by every in-place change); ``-1`` for what has none (an inference tensor,
+    which nothing outside inference mode can change, or no tensor)."""
+    if not isinstance(t, Tensor) or t.is_inference():
+        return -1
+    return t._version
+
+
+def _flat(t: Tensor, width: int | None) -> Tensor:
+    """``t`` as rows: ``[N]`` (``width`` None) or ``[N, width]``; no op when it already is."""
+    if width is None:
+        return t if t.ndim == 1 else t.reshape(-1)
+    return t if t.ndim == 2 else t.reshape(-1, width)
+
+
+def _views_a_larger_storage(t: Tensor) -> bool:
+    """Whether holding ``t`` would keep much more memory alive than ``t`` itself (a column of a whole batch)."""
+    try:
+        return t.untyped_storage().nbytes() > 2 * t.numel() * t.element_size() + 65536
+    except (RuntimeError, NotImplementedError):  # a tensor subclass or a storage that cannot be inspected
+        return True
 
 
 def _loss_of(loss: Tensor | float | None, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -95,8 +125,9 @@ class PredictionAccumulator:
         classwise_ece: Keep the ``classes x n_bins`` bins for classwise ECE.
         confusion_max_classes: Largest class count for which the confusion matrix is kept.
         classes_from: The user-facing argument ``num_classes`` came from, for error messages.
-        buffer_batches: Batches held (detached copies) before they are folded into the states in one pass;
-            ``0`` folds every batch at once. Holding costs three copies, where a fold costs ~100 small kernels.
+        buffer_batches: Batches held before they are folded into the states in one pass; ``0`` folds every batch
+            at once. A batch is held by reference (no copy, no kernel; see :meth:`update`), where a fold costs a
+            hundred small kernels.
         buffer_bytes: Fold earlier when the held logits reach this many bytes (memory stays bounded).
     """
 
@@ -128,6 +159,11 @@ class PredictionAccumulator:
         self.buffer_bytes = buffer_bytes
         self._pending: list[_Rows] = []
         self._pending_bytes = 0
+        #: Hold copies rather than references, per role (logits, target): decided on the first held batch (a view
+        #: of a much larger storage is copied), and for both roles once a held batch was changed after its step.
+        self._copy: tuple[bool, bool] | None = None
+        #: Held batches dropped at a fold because their tensors had changed since the step (see :meth:`update`).
+        self.changed = 0
         #: Check the first batch's targets and fail fast (a set-up error); off for a split whose run already
         #: started, where bad input is counted and warned about, never raised.
         self.strict = True
@@ -141,23 +177,30 @@ class PredictionAccumulator:
         return self._counts is not None
 
     # ------------------------------------------------------------------ update
-    @torch.no_grad()
     def update(self, logits: Tensor, target: Tensor, loss: Tensor | float | None = None, *, mask: Tensor | None = None) -> None:
         """Add one batch. No host sync, except for shape/range validation on the very first batch.
 
         ``mask`` (boolean, the shape of ``target`` for multiclass/binary, ``[N]`` for multilabel) leaves the
         rows where it is False out of every number, as if they were never seen.
 
-        With ``buffer_batches > 0`` the batch is only held (a detached copy, as rows) and folded into the states
-        together with the next ones, in one pass of a few dozen kernels rather than one pass per batch; every
-        read (:meth:`compute`, :meth:`tensors`, :meth:`sync`, :meth:`state_dict`) folds what is held first.
+        With ``buffer_batches > 0`` the batch is only held and folded into the states together with the next
+        ones, in one pass of a few dozen kernels rather than one pass per batch; every read (:meth:`compute`,
+        :meth:`tensors`, :meth:`sync`, :meth:`state_dict`) folds what is held first. Holding is by reference:
+        no copy and no kernel (a ``detach`` view where the tensor requires grad), with each tensor's version
+        counter noted. The fold checks that what it reads is what the step produced: a tensor changed in place
+        since (a loss scaled by the loop, a label buffer rewritten: its version moved) or an output buffer handed
+        back by a later step (two held batches at one address: a CUDA-graph replay's static output) drops the
+        batches it can no longer vouch for (only the loss, when only the loss moved; counted in :attr:`changed`) and
+        switches to holding copies. A view
+        of a much larger storage (a column of the whole batch) is copied from the start, so holding never keeps
+        more than the rows alive.
         """
-        # No detach ops: everything here runs under no_grad (the copies below included).
         if target.device != logits.device:
             target = target.to(logits.device, non_blocking=True)
         first = not self.initialized
         if first:
-            self._initialize(logits, target)
+            with torch.no_grad():
+                self._initialize(logits, target)
         elif self._health.device != logits.device:  # type: ignore[union-attr]  (restored on CPU, now on GPU)
             self._move_to(logits.device)
         batch = self._as_rows(logits, target, loss, mask)
@@ -172,11 +215,12 @@ class PredictionAccumulator:
             return
         if self.buffer_batches <= 0:
             self._fold_pending()
-            self._fold([batch])
+            with torch.no_grad():
+                self._fold([batch])
             return
         if self._pending and (batch.logits.device != self._pending[0].logits.device
                               or batch.logits.dtype != self._pending[0].logits.dtype
-                              or batch.target.ndim != self._pending[0].target.ndim):
+                              or batch.target_width != self._pending[0].target_width):
             self._fold_pending()
         self._pending.append(batch)
         self._pending_bytes += batch.logits.numel() * batch.logits.element_size()
@@ -184,40 +228,99 @@ class PredictionAccumulator:
             self._fold_pending()
 
     def _as_rows(self, logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None) -> _Rows | None:
-        """The batch as rows (views where the memory allows), or ``None`` when its shape does not fit the states
-        (a set-up error on the first batch; skipped and counted afterwards)."""
+        """The batch to hold, in its own shapes (flattened to rows at the fold: a reshape is an op even when it
+        returns a view), or ``None`` when its shape does not fit the states (a set-up error on the first batch;
+        skipped and counted afterwards)."""
         k = self.num_classes
         if self.task == "binary":
-            z = logits.reshape(-1)
-            t = target.reshape(-1)
-            if z.shape != t.shape:
+            rows = logits.numel()
+            if target.numel() != rows:
                 return None
-            rows = (z, t)
+            target_width = 1
         elif self.task == "multilabel":
             if logits.shape[-1] != k or target.shape != logits.shape:
                 return None
-            rows = (logits.reshape(-1, k), target.reshape(-1, k))
+            rows, target_width = logits.numel() // k, 2
         elif target.shape == logits.shape and target.is_floating_point() and logits.shape[-1] == k:
-            rows = (logits.reshape(-1, k), target.reshape(-1, k))  # soft (or one-hot) targets: a distribution per row
+            rows, target_width = logits.numel() // k, 2  # soft (or one-hot) targets: a distribution per row
         else:
             if logits.shape[-1] != k or logits.shape[:-1] != target.shape:
                 return None
-            # Rows as they come for [N, C] logits (a reshape is an op even when it returns a view).
-            rows = (logits, target) if logits.ndim == 2 else (logits.reshape(-1, k), target.reshape(-1))
+            rows, target_width = (logits.shape[0] if logits.ndim == 2 else logits.numel() // k), 1
         m = mask.reshape(-1) if mask is not None else None
-        if m is not None and m.numel() != rows[0].shape[0]:
+        if m is not None and m.numel() != rows:
             return None
-        # Copies made without autograd (one op each): the caller may change its tensors in place after the step
-        # (CUDA-graph replays overwrite their outputs; a loop may rewrite its label buffer), and a held loss that
-        # still required grad would keep the step's autograd graph alive.
-        with torch.no_grad():
-            held_loss = loss.clone() if isinstance(loss, Tensor) else loss
-            return _Rows(rows[0].clone(), rows[1].clone(), held_loss, m.clone() if m is not None else None)
+        if self.buffer_batches <= 0:  # folded at once: nothing is held
+            return _Rows(logits, target, loss, m, rows, target_width)
+        return self._hold(logits, target, loss, m, rows, target_width)
+
+    def _hold(self, logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None, rows: int,
+              target_width: int) -> _Rows:
+        """The batch as held until the fold: by reference (views, no kernel), or copies where :attr:`_copy` says."""
+        if self._copy is None:
+            self._copy = (_views_a_larger_storage(logits), _views_a_larger_storage(target))
+        copy_logits, copy_target = self._copy
+        if copy_logits or copy_target:
+            with torch.no_grad():  # one op each; a held loss that required grad would keep the step's graph alive
+                logits = logits.detach().clone() if copy_logits else logits
+                target = target.detach().clone() if copy_target else target
+                if copy_logits and copy_target:
+                    loss = loss.detach().clone() if isinstance(loss, Tensor) else loss
+                    return _Rows(logits, target, loss, mask.clone() if mask is not None else None, rows, target_width)
+        # A detach only where the tensor carries a graph (Lightning hands callbacks detached outputs already).
+        if logits.requires_grad:
+            logits = logits.detach()
+        if target.requires_grad:
+            target = target.detach()
+        if isinstance(loss, Tensor) and loss.requires_grad:
+            loss = loss.detach()
+        return _Rows(logits, target, loss, mask, rows, target_width,
+                     (_version(logits), _version(target), _version(loss), _version(mask)))
 
     def _fold_pending(self) -> None:
         if self._pending:
             pending, self._pending, self._pending_bytes = self._pending, [], 0
-            self._fold(pending)
+            pending = self._intact(pending)
+            if pending:
+                with torch.no_grad():
+                    self._fold(pending)
+
+    def _intact(self, batches: list[_Rows]) -> list[_Rows]:
+        """The held batches whose tensors still hold what their step produced (see :meth:`update`)."""
+        if all(b.versions is None for b in batches):
+            return batches
+        kept: list[_Rows | None] = []
+        addresses: dict[tuple[int, tuple[int, ...]], int] = {}
+        changed = 0
+        for b in batches:
+            if b.versions is not None:
+                try:
+                    now = (_version(b.logits), _version(b.target), _version(b.loss), _version(b.mask))
+                    address = (b.logits.data_ptr(), tuple(b.logits.shape)) if b.logits.numel() else None
+                except RuntimeError:  # a storage freed under us (a CUDA-graph tree invalidates overwritten outputs)
+                    changed += 1
+                    continue
+                if now != b.versions:
+                    changed += 1
+                    if now[2] == b.versions[2] or now[:2] != b.versions[:2] or now[3] != b.versions[3]:
+                        continue
+                    b = dataclasses.replace(b, loss=None)  # only its loss moved: the rows still count, the loss not
+                if address is not None:
+                    # Held references keep their memory, so a later step's logits at the same address are the same
+                    # buffer written again: the earlier rows are gone.
+                    earlier = addresses.get(address)
+                    if earlier is not None and kept[earlier] is not None:
+                        kept[earlier] = None
+                        changed += 1
+                    addresses[address] = len(kept)
+            kept.append(b)
+        if changed:
+            self.changed += changed
+            self._copy = (True, True)
+            logging.getLogger("fitwatch").info(
+                "fitwatch: %d held batch(es) changed after their step (a tensor modified in place, or an output "
+                "buffer reused by the next step); they are left out and batches are copied from now on.", changed)
+        return [b for b in kept if b is not None]
 
     def _fold(self, batches: list[_Rows]) -> None:
         """Add held batches to the states in one pass; per-batch quantities (the mean loss of each batch, the
@@ -229,11 +332,13 @@ class PredictionAccumulator:
         device = self._health.device
         one = len(batches) == 1
         cat = (lambda ts: ts[0]) if one else torch.cat
-        logits = cat([b.logits for b in batches])
-        target = cat([b.target for b in batches])
+        # Rows: [N] logits for a binary task, [N, C] otherwise; targets [N] (class ids) or [N, C] (distributions).
+        width = None if self.task == "binary" else k
+        logits = cat([_flat(b.logits, width) for b in batches])
+        target = cat([_flat(b.target, None if b.target_width == 1 else k) for b in batches])
         mask = None
         if any(b.mask is not None for b in batches):
-            mask = cat([b.mask.to(device) if b.mask is not None else torch.ones(b.target.shape[0], dtype=torch.bool, device=device) for b in batches])
+            mask = cat([b.mask.to(device) if b.mask is not None else torch.ones(b.rows, dtype=torch.bool, device=device) for b in batches])
         logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         if self.task == "multilabel":
             logits2 = logits.reshape(-1, logits.shape[-1])
@@ -296,11 +401,11 @@ class PredictionAccumulator:
                 any_targeted = targeted.any().reshape(1)
             else:
                 # Which batch each row came from, built on the device (a host list would be a synchronising copy).
-                sizes = {b.target.shape[0] for b in batches}
+                sizes = {b.rows for b in batches}
                 if len(sizes) == 1:  # batches of one size (all but a last short one): two ops, not one per batch
                     owner = torch.arange(len(batches), device=device).repeat_interleave(sizes.pop())
                 else:
-                    owner = torch.cat([torch.full((b.target.shape[0],), i, device=device) for i, b in enumerate(batches)])
+                    owner = torch.cat([torch.full((b.rows,), i, device=device) for i, b in enumerate(batches)])
                 n_valid = torch.zeros(len(batches), dtype=dtype, device=device).index_add_(0, owner, weights.to(dtype))
                 any_targeted = torch.zeros(len(batches), dtype=dtype, device=device).index_add_(0, owner, targeted.to(dtype)) > 0
             finite_loss = torch.isfinite(losses)

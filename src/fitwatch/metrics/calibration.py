@@ -227,10 +227,15 @@ class CalibrationState:
         w = weights.to(dtype)
         # Log-odds of the top label from log-probabilities, exact even when p_top rounds to 1.0.
         others = log_probs.scatter(1, pred.unsqueeze(1), float("-inf")).logsumexp(dim=1)
-        one_hot = soft.to(dtype) if soft is not None else torch.nn.functional.one_hot(target, self.num_classes).to(dtype)
-        class_w = w.unsqueeze(1).expand_as(probs) if self.classwise else None
-        self._add_rows(conf, correct, w, top_logp - others, probs if self.classwise else None, one_hot, class_w)
-        brier = ((probs - one_hot) ** 2).sum(dim=1)
+        if soft is not None or self.classwise:
+            one_hot = soft.to(dtype) if soft is not None else torch.nn.functional.one_hot(target, self.num_classes).to(dtype)
+            class_w = w.unsqueeze(1).expand_as(probs) if self.classwise else None
+            self._add_rows(conf, correct, w, top_logp - others, probs if self.classwise else None, one_hot, class_w)
+            brier = ((probs - one_hot) ** 2).sum(dim=1)
+        else:
+            # sum_j (p_j - [j = y])^2 = sum_j p_j^2 - 2 p_y + 1: no [N, C] one-hot (two passes over the rows, not five).
+            self._add_rows(conf, correct, w, top_logp - others, None, None, None)
+            brier = torch.linalg.vecdot(probs, probs) - 2.0 * log_probs.gather(1, target.unsqueeze(1)).squeeze(1).exp() + 1.0
         if binary:
             brier = brier / 2.0
         if soft is not None:
