@@ -468,6 +468,7 @@ def summarise(probe: Probe, *, with_ops: bool) -> dict[str, Any]:
             s["cpu_ns"] += c["cpu_ns"]
             s["ops"] += ops
             s["flags"].update(c["flags"])
+            s["calls"] = s.get("calls", 0) + 1
             s["fold_ops"] += c.get("fold_ops", 0)
             s["fold_cpu_ns"] += c.get("fold_cpu_ns", 0)
             for k, v in c.get("op_names", {}).items():
@@ -491,7 +492,8 @@ def summarise(probe: Probe, *, with_ops: bool) -> dict[str, Any]:
         classes[kind].append(s)
     out: dict[str, Any] = {"phases": {}}
     for kind, rows in classes.items():
-        row = {"count": len(rows), "cpu_us": statistics.median(r["cpu_ns"] for r in rows) / 1e3}
+        row = {"count": len(rows), "cpu_us": statistics.median(r["cpu_ns"] for r in rows) / 1e3,
+               "calls": statistics.median(r.get("calls", 0) for r in rows)}
         if with_ops:
             row["ops"] = statistics.median(r["ops"] for r in rows)
         if kind == "fold":
@@ -524,6 +526,25 @@ def summarise(probe: Probe, *, with_ops: bool) -> dict[str, Any]:
     out["hooks"] = {h: {"calls": len(v), "cpu_us_median": statistics.median(v) / 1e3, "cpu_ms_total": sum(v) / 1e6}
                     for h, v in sorted(hooks.items())}
     return out
+
+
+def probe_call_us(calls: int = 20_000) -> float:
+    """What the probe charges a no-op hook call (its two timer reads): what each timed call carries on top of
+    fitwatch's own work (``net`` in the table subtracts it per call)."""
+
+    class Null:
+        def on_noop(self) -> None:
+            pass
+
+    probe = Probe()
+    probe.install(Null)
+    try:
+        null = Null()
+        for _ in range(calls):
+            null.on_noop()
+        return statistics.median(c["cpu_ns"] for c in probe.calls) / 1e3
+    finally:
+        probe.uninstall()
 
 
 def account(framework: str, preset: str, workload: str, *, quick: bool, tmp: Path, device: str = "cpu") -> dict[str, Any]:

@@ -77,7 +77,7 @@ def default_extract(batch: Any, outputs: Any) -> tuple[Tensor, Tensor] | None:
 
 
 def _target_of(batch: Any) -> Tensor | None:
-    if isinstance(batch, Mapping):
+    if type(batch) is dict or isinstance(batch, Mapping):
         for key in _TARGET_KEYS:
             if isinstance(batch.get(key), Tensor):
                 return batch[key]
@@ -248,7 +248,13 @@ class FitWatch(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(class_names=self.config.class_names, tag_prefix=self.config.tag_prefix)
+        # Lightning reads it at every hook call of every step (the profiler's action name): built once, since the
+        # config is frozen (a repr of 1,000 class names cost 0.4 ms a step).
+        key = self.__dict__.get("_state_key")
+        if key is None:
+            key = self._state_key = self._generate_state_key(class_names=self.config.class_names,
+                                                             tag_prefix=self.config.tag_prefix)
+        return key
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -361,28 +367,35 @@ class FitWatch(Callback):
     # ------------------------------------------------------------------ training
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         pair = self._extract(batch, outputs, "training_step")
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs if isinstance(outputs, Tensor) else None
+        loss = outputs.get("loss") if type(outputs) is dict or isinstance(outputs, Mapping) else outputs if isinstance(outputs, Tensor) else None
         accumulate = trainer.accumulate_grad_batches
-        if isinstance(loss, Tensor) and accumulate > 1 and pl_module.automatic_optimization:
+        if accumulate > 1 and isinstance(loss, Tensor) and pl_module.automatic_optimization:
             # Lightning hands the callback the loss it backpropagated, divided by the accumulation factor.
             loss = loss.detach() * accumulate
-        self.observer.train_batch(*(pair or (None, None)), loss, sample_ids=_sample_ids(batch) if self.config.data_checks.mislabels else None)
-        if "training_step" in self._sources:
+        observer = self.observer
+        if pair is None:
+            observer.train_batch(None, None, loss, sample_ids=_sample_ids(batch) if self.config.data_checks.mislabels else None)
+        else:
+            observer.train_batch(pair[0], pair[1], loss, sample_ids=_sample_ids(batch) if self.config.data_checks.mislabels else None)
+        if not self._announced and "training_step" in self._sources:
             self._announce(trainer)
-        if trainer.global_step != self._last_step:  # an optimizer step happened in this batch
-            self._last_step = trainer.global_step
-            self.observer.after_optimizer_step(pl_module, trainer.global_step, trainer.current_epoch)
-            if self.config.stop_on and self.observer.is_logging_step(trainer.global_step - 1):
+        step = trainer.global_step
+        if step != self._last_step:  # an optimizer step happened in this batch
+            self._last_step = step
+            observer.after_optimizer_step(pl_module, step, trainer.current_epoch)
+            if self.config.stop_on and observer.is_logging_step(step - 1):
                 # A per-step finding (divergence) stops the run at the logging step that raised it, not at the
                 # next evaluation; the decision is reduced across ranks, at steps every rank reaches.
                 self._maybe_stop(trainer)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        several = len(trainer.optimizers) > 1
-        inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps the torch one
-        self.observer.before_optimizer_step(pl_module, trainer.optimizers, trainer.global_step,
-                                            optimizer=inner if several else None,
-                                            batch_start=self._last_step if several else None)
+        optimizers = trainer.optimizers
+        if len(optimizers) > 1:
+            inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps the torch one
+            self.observer.before_optimizer_step(pl_module, optimizers, trainer.global_step, optimizer=inner,
+                                                batch_start=self._last_step)
+        else:
+            self.observer.before_optimizer_step(pl_module, optimizers, trainer.global_step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # With a validation loop, an evaluation's training window is every batch since the previous one, whatever
@@ -496,6 +509,12 @@ class FitWatch(Callback):
     # ------------------------------------------------------------------ extraction
     def _extract(self, batch: Any, outputs: Any, where: str) -> tuple[Tensor, Tensor] | None:
         """Logits and target of one batch; set-up errors raise on the first batch, later problems warn once."""
+        if self.extract is None and type(outputs) is dict and where in self._checked:
+            # The usual step output after the first batch: {"loss": ..., "logits": ...} (a plain dict).
+            logits = outputs.get("logits")
+            if isinstance(logits, Tensor):
+                target = _target_of(batch)
+                return None if target is None else (logits, target)
         first = where not in self._checked
         self._checked.add(where)
         try:

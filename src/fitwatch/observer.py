@@ -312,15 +312,16 @@ class Observer:
         """One training (micro-)batch. ``loss`` is its mean loss; ``loss_weight``, when given, the number of
         items it is the mean over (tokens), so that the step's loss is the per-item mean over the whole
         accumulation window; without it each micro-batch weighs the same."""
+        config = self.config
         if isinstance(loss, Tensor):
             if loss.requires_grad:  # Lightning hands callbacks a detached copy already: no op then
                 loss = loss.detach()
         elif loss is not None:
             loss = float(loss)
         if loss is not None:
-            decides = target if loss_weight is None and self.config.ignore_index is not None else None
+            decides = target if loss_weight is None and config.ignore_index is not None else None
             self._micro.append((loss, decides, loss_weight, target is not None or loss_weight is not None))
-        if (logits is not None and target is not None and self.config.train_metrics and not self.predictions_off
+        if (logits is not None and target is not None and config.train_metrics and not self.predictions_off
                 and (self.task is not None or self._resolve(logits, target, loss))):
             train = self.train
             if train.initialized:
@@ -346,9 +347,12 @@ class Observer:
                 grads = [p.grad for _, p in trainable_parameters(model) if p.grad is not None]
                 self._grad_norm = global_norm(grads) if grads else None
         # The batch's steps: this one alone, or (several optimizers) one per optimizer from the batch's first.
-        first = step if batch_start is None else min(batch_start, step)
-        last = step if batch_start is None else max(step, first + len(optimizers) - 1)
-        if any(self.is_diag_step(s) for s in range(first, last + 1)):
+        if batch_start is None:
+            diag = self.is_diag_step(step)
+        else:
+            first = min(batch_start, step)
+            diag = any(self.is_diag_step(s) for s in range(first, max(step, first + len(optimizers) - 1) + 1))
+        if diag:
             named = trainable_parameters(model)
             if optimizer is not None:
                 mine = {id(p) for group in optimizer.param_groups for p in group["params"]}

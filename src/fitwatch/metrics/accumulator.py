@@ -42,7 +42,7 @@ TASKS = ("multiclass", "binary", "multilabel")
 HEALTH_FIELDS = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batches")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Rows:
     """One held batch: logits and targets in their own shapes, its mean loss (as given), its row mask (flat), its
     number of rows and how wide a target row is; ``versions``: the
@@ -162,6 +162,7 @@ class PredictionAccumulator:
         #: Hold copies rather than references, per role (logits, target): decided on the first held batch (a view
         #: of a much larger storage is copied), and for both roles once a held batch was changed after its step.
         self._copy: tuple[bool, bool] | None = None
+        self._fast = False  # the per-step path of :meth:`update` applies (multiclass, held by reference)
         #: Held batches dropped at a fold because their tensors had changed since the step (see :meth:`update`).
         self.changed = 0
         #: Check the first batch's targets and fail fast (a set-up error); off for a split whose run already
@@ -195,14 +196,30 @@ class PredictionAccumulator:
         of a much larger storage (a column of the whole batch) is copied from the start, so holding never keeps
         more than the rows alive.
         """
-        if target.device != logits.device:
-            target = target.to(logits.device, non_blocking=True)
+        if self._fast and mask is None and logits.ndim == 2 and target.ndim == 1:
+            # The training step's path (multiclass [N, C] logits and [N] class ids, held by reference): a few
+            # attribute reads; devices, dtypes and shapes of the held batches are reconciled at the fold.
+            n, k = logits.shape
+            if k == self.num_classes and target.shape[0] == n:
+                if logits.requires_grad:
+                    logits = logits.detach()
+                if isinstance(loss, Tensor) and loss.requires_grad:
+                    loss = loss.detach()
+                try:
+                    versions = (logits._version, target._version, loss._version if isinstance(loss, Tensor) else -1, -1)
+                except RuntimeError:  # inference tensors keep no version (and nothing can change them outside it)
+                    versions = (_version(logits), _version(target), _version(loss), -1)
+                self._pending.append(_Rows(logits, target, loss, None, n, 1, versions))
+                self._pending_bytes += n * k * logits.element_size()
+                if len(self._pending) >= self.buffer_batches or self._pending_bytes >= self.buffer_bytes:
+                    self._fold_pending()
+                return
         first = not self.initialized
         if first:
+            if target.device != logits.device:
+                target = target.to(logits.device, non_blocking=True)
             with torch.no_grad():
                 self._initialize(logits, target)
-        elif self._health.device != logits.device:  # type: ignore[union-attr]  (restored on CPU, now on GPU)
-            self._move_to(logits.device)
         batch = self._as_rows(logits, target, loss, mask)
         if batch is None:
             if first and self.strict:
@@ -218,10 +235,7 @@ class PredictionAccumulator:
             with torch.no_grad():
                 self._fold([batch])
             return
-        if self._pending and (batch.logits.device != self._pending[0].logits.device
-                              or batch.logits.dtype != self._pending[0].logits.dtype
-                              or batch.target_width != self._pending[0].target_width):
-            self._fold_pending()
+        self._fast = self.task == "multiclass" and self._copy == (False, False)
         self._pending.append(batch)
         self._pending_bytes += batch.logits.numel() * batch.logits.element_size()
         if len(self._pending) >= self.buffer_batches or self._pending_bytes >= self.buffer_bytes:
@@ -278,12 +292,25 @@ class PredictionAccumulator:
                      (_version(logits), _version(target), _version(loss), _version(mask)))
 
     def _fold_pending(self) -> None:
-        if self._pending:
-            pending, self._pending, self._pending_bytes = self._pending, [], 0
-            pending = self._intact(pending)
-            if pending:
-                with torch.no_grad():
-                    self._fold(pending)
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        pending = self._intact(pending)
+        # Batches fold together while their logits share a device and dtype and their targets a width (a
+        # change mid-window, e.g. autocast turned on, starts another pass).
+        runs: list[list[_Rows]] = []
+        for b in pending:
+            last = runs[-1][-1] if runs else None
+            if (last is None or b.logits.device != last.logits.device or b.logits.dtype != last.logits.dtype
+                    or b.target_width != last.target_width):
+                runs.append([b])
+            else:
+                runs[-1].append(b)
+        with torch.no_grad():
+            for run in runs:
+                if self._health.device != run[0].logits.device:  # type: ignore[union-attr]  (restored on CPU, now on GPU)
+                    self._move_to(run[0].logits.device)
+                self._fold(run)
 
     def _intact(self, batches: list[_Rows]) -> list[_Rows]:
         """The held batches whose tensors still hold what their step produced (see :meth:`update`)."""
@@ -316,7 +343,7 @@ class PredictionAccumulator:
             kept.append(b)
         if changed:
             self.changed += changed
-            self._copy = (True, True)
+            self._copy, self._fast = (True, True), False
             logging.getLogger("fitwatch").info(
                 "fitwatch: %d held batch(es) changed after their step (a tensor modified in place, or an output "
                 "buffer reused by the next step); they are left out and batches are copied from now on.", changed)
@@ -335,7 +362,8 @@ class PredictionAccumulator:
         # Rows: [N] logits for a binary task, [N, C] otherwise; targets [N] (class ids) or [N, C] (distributions).
         width = None if self.task == "binary" else k
         logits = cat([_flat(b.logits, width) for b in batches])
-        target = cat([_flat(b.target, None if b.target_width == 1 else k) for b in batches])
+        target = cat([_flat(b.target if b.target.device == device else b.target.to(device), None if b.target_width == 1 else k)
+                      for b in batches])
         mask = None
         if any(b.mask is not None for b in batches):
             mask = cat([b.mask.to(device) if b.mask is not None else torch.ones(b.rows, dtype=torch.bool, device=device) for b in batches])
