@@ -569,14 +569,14 @@ def account(framework: str, preset: str, workload: str, *, quick: bool, tmp: Pat
 # -------------------------------------------------------------------------------------------- op count
 
 
-def ops_per_plain_step(framework: str = "lightning", *, steps: tuple[int, int] = (32, 64), tmp: Path,
+def ops_per_plain_step(framework: str = "lightning", *, steps: tuple[int, int] = (32, 288), tmp: Path,
                        w: dict[str, Any] | None = None, difference: bool = True) -> dict[str, Any]:
     """Top-level torch ops fitwatch adds per training step at default settings (no validation, no logging
     step), measured two ways: charged to its hook calls (median over plain steps, and the fold apart), and as the
     difference between two run lengths with and without fitwatch ((W_long - W_short) - (B_long - B_short)) /
     (long - short), which includes the folds amortised and anything issued outside the hooks (only with
     ``difference``; without, one fit of the longer length, charged to the hooks). The run lengths
-    differ by a whole number of folds (32 batches each), so the held batches at fit end are the same, and both
+    differ by a whole number of folds (256 batches each), so the held batches at fit end are the same, and both
     read the same training set (the fit-start data checks scan it: a longer set would cost more ops)."""
     import torch
 
@@ -861,6 +861,17 @@ def cost_table(results: list[dict[str, Any]]) -> str:
         amort = f"{_fmt_us(a.get('cpu_us'))}, {a.get('ops', 0):.1f} ops" if a else "-"
         wl = f"{r['workload']} ({r['step_ms']:.0f} ms)" + (f", task {r['task']}" if r["workload"] == "lm" else "")
         lines.append(f"| {r['framework']} | {r['preset']} | {wl} | " + " | ".join(cells) + f" | {amort} |")
+    probe = next((r["probe_call_us"] for r in results if r.get("probe_call_us") is not None), None)
+    if probe is not None:
+        lines += ["", f"The plain step's hook time, net of the probe (which charges {probe:.2f} µs to each timed call):", "",
+                  "| adapter | preset | workload | hook calls a step | hook CPU a step | net of the probe |", "|---|---|---|---|---|---|"]
+        for r in results:
+            p = r["phases"].get("step")
+            if p is None or p.get("calls") is None:
+                continue
+            net = p["cpu_us"] - p["calls"] * probe
+            lines.append(f"| {r['framework']} | {r['preset']} | {r['workload']} | {p['calls']:g} | {_fmt_us(p['cpu_us'])} | "
+                         f"{_fmt_us(net)} |")
     return "\n".join(lines)
 
 
@@ -899,7 +910,7 @@ COST_INTRO = """### Cost account (issue 15): what fitwatch itself does, per phas
 training thread spent in fitwatch's hooks (their calls timed one by one; on CPU the time includes the kernels they
 run) and the number of top-level torch ops they issue (`torch.profiler`, each op charged to the hook call it ran in;
 on a GPU each is at least one kernel launch). *step*: a training step with no fold, logging or diagnostics;
-*fold step*: a step that folds the 32 held batches (the fold's own share in brackets); *logging step*: every
+*fold step*: a step that folds the 256 held batches (the fold's own share in brackets); *logging step*: every
 `log_every_n_steps` (20 here); *diag step*: update ratios (every 50 steps); *audit step*: the first step and the
 first after each evaluation (the optimizer/model audit); *1st evaluation*: builds the figures (and in HF may run the
 data checks); *later evaluation*: the median of the others; *fit start*: data checks, fingerprints, model audit set-up;
@@ -1012,11 +1023,13 @@ def main(argv: list[str] | None = None) -> int:
                 write_docs("ratios", RATIOS_INTRO + "\n\n" + table)
             return 0
         results = []
+        probe_us = probe_call_us()
         for wl in args.workload or list(WORKLOADS):
             for fw in args.framework or ["lightning", "hf"]:
                 for preset in args.preset or ["default", "full"]:
                     t0 = time.perf_counter()
                     r = account(fw, preset, wl, quick=args.quick, tmp=tmp)
+                    r["probe_call_us"] = probe_us
                     print(f"{fw:9s} {preset:7s} {wl:5s} step {r['step_ms']:.1f} ms  "
                           + "  ".join(f"{k}={v['cpu_us']:.0f}us/{v.get('ops', 0):g}ops" for k, v in r["phases"].items())
                           + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -165,9 +165,9 @@ class Observer:
             classwise_ece=config.classwise_ece and not train,
             confusion_max_classes=config.confusion_matrix_max_classes,
             classes_from=names_from if num_classes is not None and config.num_classes is None else "num_classes",
-            # Hold batches (copies) and fold them 32 at a time (at most 8 MiB of logits): a step then launches
-            # three copies, where folding each batch costs ~100 small kernels (0.5 ms on CPU).
-            buffer_batches=32,
+            # Hold batches (references: no kernel) and fold them 256 at a time or at 8 MiB of logits, whichever
+            # comes first (and at every read): a fold is ~120 small kernels, whatever its number of rows.
+            buffer_batches=256,
         )
 
     def _placeholder(self, *, train: bool = False) -> Any:

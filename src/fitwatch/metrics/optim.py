@@ -156,12 +156,25 @@ class UpdateRatioTracker:
         return out
 
 
+#: Elements of a parameter a fingerprint reads at most (an even stride through it). An optimizer step moves
+#: essentially every element of a parameter it updates (a changed embedding row moves all of its columns, and
+#: a stride below the row width reads every row), so a sample tells a frozen parameter from a trained one while
+#: the audit after each evaluation no longer reads the whole model in float64 (0.9 s at 110M parameters).
+FINGERPRINT_SAMPLE = 1 << 16
+
+
 def parameter_fingerprints(named_parameters: Iterable[tuple[str, nn.Parameter]]) -> dict[str, Tensor]:
-    """A cheap per-parameter fingerprint (sum and sum of squares, float64) to tell later whether it changed."""
+    """A cheap per-parameter fingerprint (sum and sum of squares, float64, of at most :data:`FINGERPRINT_SAMPLE`
+    evenly strided elements) to tell later whether it changed."""
+    out = {}
     with torch.no_grad():
-        return {
-            n: torch.stack([p.detach().double().sum(), p.detach().double().square().sum()]) for n, p in named_parameters
-        }
+        for n, p in named_parameters:
+            flat = p.detach().reshape(-1)
+            if flat.numel() > FINGERPRINT_SAMPLE:
+                flat = flat[:: flat.numel() // FINGERPRINT_SAMPLE]
+            flat = flat.double()
+            out[n] = torch.stack([flat.sum(), flat.square().sum()])
+    return out
 
 
 def unchanged_parameters(
