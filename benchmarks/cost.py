@@ -693,14 +693,14 @@ def _peer(w: dict[str, Any]) -> list[Any]:
 #: What ``--ratios`` runs: (workload, framework, with evaluations, rounds, steps per fit without evaluations).
 RATIO_PLAN = [
     ("mlp", "lightning", False, 12, 150),
-    ("bert", "lightning", False, 5, 30),
-    ("lm", "lightning", False, 4, 24),
-    ("mlp", "lightning", True, 6, 0),
-    ("bert", "lightning", True, 3, 0),
-    ("mlp", "hf", True, 6, 0),
+    ("bert", "lightning", False, 4, 24),
+    ("lm", "lightning", False, 3, 20),
+    ("mlp", "lightning", True, 4, 0),
+    ("bert", "lightning", True, 2, 0),
+    ("mlp", "hf", True, 4, 0),
 ]
 #: Whole-fit runs with evaluations, per workload: (steps, evaluate every, validation batches).
-FIT_SHAPES = {"mlp": (400, 100, 8), "bert": (60, 20, 4), "lm": (40, 20, 2)}
+FIT_SHAPES = {"mlp": (1200, 300, 8), "bert": (24, 8, 2), "lm": (40, 20, 2)}
 QUICK_FIT_SHAPES = {"mlp": (30, 10, 2), "bert": (12, 6, 2), "lm": (8, 4, 1)}
 
 

@@ -140,9 +140,9 @@ class FitWatchConfig:
         classwise_ece: Keep the per-class calibration bins for classwise ECE (``classes x n_bins`` sums).
         images: Draw the confusion matrix and reliability diagram at each validation.
         image_budget: The share of the run's wall time that drawing those images may take (``0.01``: 1%). An
-            evaluation's images are skipped while the drawing so far took more than that share of the time since
-            the first evaluation; the first evaluation's and the last one's (at the end of the run) are always
-            drawn. Scalars are written at every evaluation either way. ``None`` draws at every evaluation.
+            evaluation's images are drawn when the drawing so far plus this one stays within that share of the
+            time since the run's first step; the last evaluation's are always drawn (at the end of the run).
+            Scalars are written at every evaluation either way. ``None`` draws at every evaluation.
         gap_window: Number of validations the gap trend (Theil-Sen slope) looks back over.
         detectors: Per-detector settings by detector name, e.g. ``{"plateau": {"patience": 8}}``;
             ``{"plateau": {"enabled": False}}`` turns one off.

@@ -35,6 +35,9 @@ __all__ = ["GAP_METRICS", "Monitor"]
 
 #: Metrics whose validation-minus-training gap (and its trend) is tracked.
 GAP_METRICS = ("loss", "accuracy", "ece")
+#: What the first evaluation's images are assumed to take before one was timed (building the figures' layout
+#: is most of it: 0.1-0.5 s, ``python -m benchmarks.cost --figures``).
+FIRST_IMAGES_S = 0.25
 #: Records of a resolving detector in a row whose condition no longer holds before its cause is marked resolved.
 RESOLVE_AFTER = 2
 #: Per-evaluation lists a detector keeps (its ``series``) hold at most the last this many evaluations, so that
@@ -95,6 +98,9 @@ class Monitor:
         self._image_seconds = 0.0  # time spent in the sinks' `evaluation` (drawing)
         self._image_step: int | None = None  # the evaluation step last decided, and whether it draws
         self._image_due = True
+        self._image_last: float | None = None  # what the last evaluation's images took
+        self.first_images_s = FIRST_IMAGES_S
+        self._image_drawn_at: int | None = None
         self._undrawn: dict[str, tuple[EvaluationDetails, int]] = {}  # the latest skipped details per split
         self.images_skipped = 0
 
@@ -178,15 +184,20 @@ class Monitor:
                 self._sinks.call("scalars", clean, int(step))
 
     def details(self, details: EvaluationDetails, step: int) -> None:
-        """An evaluation's details for the sinks' images, within :attr:`image_budget`: skipped ones are counted
-        and the latest of each split is drawn at :meth:`close`, so the run's last evaluation always has its images."""
+        """An evaluation's details for the sinks' images, within :attr:`image_budget`: an evaluation's images are
+        drawn when the drawing so far plus this one (as long as the last took; the first is assumed to take
+        :data:`FIRST_IMAGES_S`) stays within that share of the time since the run's first record. Skipped ones are
+        counted and the latest of each split is drawn at :meth:`close`, so the run's last evaluation always has
+        its images."""
         if step != self._image_step:  # one decision per evaluation, for all of its splits
             self._image_step = step
             now = time.perf_counter()
             if self._image_clock is None:
                 self._image_clock = now
             budget = self.image_budget
-            self._image_due = budget is None or self._image_seconds <= budget * (now - self._image_clock)
+            next_cost = self._image_last if self._image_last is not None else self.first_images_s
+            self._image_due = budget is None or self._image_seconds + next_cost <= budget * (now - self._image_clock)
+            self._image_drawn_at = None
         if not self._image_due:
             self._undrawn[details.split] = (details, int(step))
             self.images_skipped += 1
@@ -197,7 +208,11 @@ class Monitor:
     def _draw(self, details: EvaluationDetails, step: int) -> None:
         start = time.perf_counter()
         self.sinks.call("evaluation", details, step)
-        self._image_seconds += time.perf_counter() - start
+        spent = time.perf_counter() - start
+        self._image_seconds += spent
+        # What one evaluation's images take (all of its splits).
+        self._image_last = spent + (self._image_last or 0.0) if self._image_drawn_at == step else spent
+        self._image_drawn_at = step
 
     def text(self, name: str, text: str, step: int) -> None:
         self.sinks.call("text", name, text, int(step))
@@ -234,6 +249,8 @@ class Monitor:
         return self._show(finding)
 
     def _detect(self, record: Record) -> list[Finding]:
+        if self._image_clock is None:  # the image budget counts from the run's first record (its first step)
+            self._image_clock = time.perf_counter()
         found = []
         for detector in self.detectors:
             if detector.name in self._broken or not isinstance(record, detector.record_types):
@@ -348,7 +365,8 @@ class Monitor:
         state.setdefault("_sinks", state.pop("sinks", GuardedSinks([])))
         for name, default in (("_written", {}), ("_dropped", {}), ("_history_file", None), ("_resume", None),
                               ("image_budget", None), ("_image_clock", None), ("_image_seconds", 0.0), ("_undrawn", {}),
-                              ("images_skipped", 0), ("_image_step", None), ("_image_due", True)):
+                              ("images_skipped", 0), ("_image_step", None), ("_image_due", True),
+                              ("_image_last", None), ("_image_drawn_at", None), ("first_images_s", FIRST_IMAGES_S)):
             state.setdefault(name, default)
         self.__dict__.update(state)
 

@@ -1,6 +1,6 @@
-"""Images within a share of the run's time (issue 15): an evaluation's images are skipped while drawing took more
-than ``image_budget`` of the wall time since the first evaluation, the latest skipped ones are drawn at the end,
-and ``None`` draws at every evaluation."""
+"""Images within a share of the run's time (issue 15): an evaluation's images are drawn when the drawing so far plus
+this one stays within ``image_budget`` of the wall time since the run's first record, the latest skipped ones are
+drawn at the end, and ``None`` draws at every evaluation."""
 
 from __future__ import annotations
 
@@ -34,17 +34,25 @@ def _details(split: str = "val") -> EvaluationDetails:
 def test_images_over_budget_are_skipped_and_the_last_is_drawn_at_the_end():
     sink = SlowImages(0.02)
     monitor = Monitor(detectors=[], sinks=[sink], image_budget=0.01)
-    for step in range(1, 6):  # five evaluations back to back: drawing is ~100% of the time after the first
+    monitor.first_images_s = 0.02
+    time.sleep(0.05)
+    monitor.details(_details(), 1)  # 0.02 s of images after 0.05 s: over 1%
+    assert sink.drawn == []
+    monitor._image_clock -= 3.0  # three seconds of training later: one 0.02 s drawing is within 1%, two are not
+    monitor.details(_details(), 2)
+    for step in range(3, 6):  # evaluations back to back: drawing would be 40% of the time since
         monitor.details(_details(), step)
-    assert sink.drawn == [("val", 1)]
+    assert sink.drawn == [("val", 2)]
     assert monitor.images_skipped == 4
     monitor.close()
-    assert sink.drawn == [("val", 1), ("val", 5)]
+    assert sink.drawn == [("val", 2), ("val", 5)]
 
 
 def test_images_within_budget_are_drawn_at_every_evaluation():
     sink = SlowImages(0.0)
     monitor = Monitor(detectors=[], sinks=[sink], image_budget=0.5)
+    monitor.first_images_s = 0.001
+    monitor._image_clock = time.perf_counter()  # the run's first step (a record) starts the clock
     for step in range(1, 4):
         time.sleep(0.01)
         monitor.details(_details(), step)

@@ -35,7 +35,7 @@ from torch import Tensor
 from fitwatch.metrics.calibration import CalibrationState
 from fitwatch.metrics.classwise import ClassCountsState
 
-__all__ = ["PredictionAccumulator", "SplitResult", "infer_task"]
+__all__ = ["HeldBatch", "PredictionAccumulator", "SplitResult", "infer_task", "intact", "loss_of", "version_of"]
 
 TASKS = ("multiclass", "binary", "multilabel")
 # health counters, in this order
@@ -43,7 +43,7 @@ HEALTH_FIELDS = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batch
 
 
 @dataclass(slots=True)
-class _Rows:
+class HeldBatch:
     """One held batch: logits and targets in their own shapes, its mean loss (as given), its row mask (flat), its
     number of rows and how wide a target row is; ``versions``: the
     tensors' version counters when they are held by reference (``None`` for copies, which nobody else can change)."""
@@ -57,7 +57,7 @@ class _Rows:
     versions: tuple[int, int, int, int] | None = None
 
 
-def _version(t: Any) -> int:
+def version_of(t: Any) -> int:
     """A tensor's version counter (bumped by every in-place change); ``-1`` for what has none (an inference tensor,
     which nothing outside inference mode can change, or no tensor)."""
     if not isinstance(t, Tensor) or t.is_inference():
@@ -80,7 +80,7 @@ def _views_a_larger_storage(t: Tensor) -> bool:
         return True
 
 
-def _loss_of(loss: Tensor | float | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+def loss_of(loss: Tensor | float | None, device: torch.device, dtype: torch.dtype) -> Tensor:
     """A batch's mean loss as a one-element tensor (zero for a batch without one: its weight is masked out)."""
     if not isinstance(loss, Tensor):  # a fill, not a copy from the host: no synchronisation
         return torch.full((1,), float(loss) if loss is not None else 0.0, dtype=torch.float32, device=device).to(dtype)
@@ -157,7 +157,7 @@ class PredictionAccumulator:
         self._health: Tensor | None = None
         self.buffer_batches = buffer_batches
         self.buffer_bytes = buffer_bytes
-        self._pending: list[_Rows] = []
+        self._pending: list[HeldBatch] = []
         self._pending_bytes = 0
         #: Hold copies rather than references, per role (logits, target): decided on the first held batch (a view
         #: of a much larger storage is copied), and for both roles once a held batch was changed after its step.
@@ -208,8 +208,8 @@ class PredictionAccumulator:
                 try:
                     versions = (logits._version, target._version, loss._version if isinstance(loss, Tensor) else -1, -1)
                 except RuntimeError:  # inference tensors keep no version (and nothing can change them outside it)
-                    versions = (_version(logits), _version(target), _version(loss), -1)
-                self._pending.append(_Rows(logits, target, loss, None, n, 1, versions))
+                    versions = (version_of(logits), version_of(target), version_of(loss), -1)
+                self._pending.append(HeldBatch(logits, target, loss, None, n, 1, versions))
                 self._pending_bytes += n * k * logits.element_size()
                 if len(self._pending) >= self.buffer_batches or self._pending_bytes >= self.buffer_bytes:
                     self._fold_pending()
@@ -241,7 +241,7 @@ class PredictionAccumulator:
         if len(self._pending) >= self.buffer_batches or self._pending_bytes >= self.buffer_bytes:
             self._fold_pending()
 
-    def _as_rows(self, logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None) -> _Rows | None:
+    def _as_rows(self, logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None) -> HeldBatch | None:
         """The batch to hold, in its own shapes (flattened to rows at the fold: a reshape is an op even when it
         returns a view), or ``None`` when its shape does not fit the states (a set-up error on the first batch;
         skipped and counted afterwards)."""
@@ -265,11 +265,11 @@ class PredictionAccumulator:
         if m is not None and m.numel() != rows:
             return None
         if self.buffer_batches <= 0:  # folded at once: nothing is held
-            return _Rows(logits, target, loss, m, rows, target_width)
+            return HeldBatch(logits, target, loss, m, rows, target_width)
         return self._hold(logits, target, loss, m, rows, target_width)
 
     def _hold(self, logits: Tensor, target: Tensor, loss: Tensor | float | None, mask: Tensor | None, rows: int,
-              target_width: int) -> _Rows:
+              target_width: int) -> HeldBatch:
         """The batch as held until the fold: by reference (views, no kernel), or copies where :attr:`_copy` says."""
         if self._copy is None:
             self._copy = (_views_a_larger_storage(logits), _views_a_larger_storage(target))
@@ -280,7 +280,7 @@ class PredictionAccumulator:
                 target = target.detach().clone() if copy_target else target
                 if copy_logits and copy_target:
                     loss = loss.detach().clone() if isinstance(loss, Tensor) else loss
-                    return _Rows(logits, target, loss, mask.clone() if mask is not None else None, rows, target_width)
+                    return HeldBatch(logits, target, loss, mask.clone() if mask is not None else None, rows, target_width)
         # A detach only where the tensor carries a graph (Lightning hands callbacks detached outputs already).
         if logits.requires_grad:
             logits = logits.detach()
@@ -288,8 +288,8 @@ class PredictionAccumulator:
             target = target.detach()
         if isinstance(loss, Tensor) and loss.requires_grad:
             loss = loss.detach()
-        return _Rows(logits, target, loss, mask, rows, target_width,
-                     (_version(logits), _version(target), _version(loss), _version(mask)))
+        return HeldBatch(logits, target, loss, mask, rows, target_width,
+                     (version_of(logits), version_of(target), version_of(loss), version_of(mask)))
 
     def _fold_pending(self) -> None:
         if not self._pending:
@@ -298,7 +298,7 @@ class PredictionAccumulator:
         pending = self._intact(pending)
         # Batches fold together while their logits share a device and dtype and their targets a width (a
         # change mid-window, e.g. autocast turned on, starts another pass).
-        runs: list[list[_Rows]] = []
+        runs: list[list[HeldBatch]] = []
         for b in pending:
             last = runs[-1][-1] if runs else None
             if (last is None or b.logits.device != last.logits.device or b.logits.dtype != last.logits.dtype
@@ -312,44 +312,16 @@ class PredictionAccumulator:
                     self._move_to(run[0].logits.device)
                 self._fold(run)
 
-    def _intact(self, batches: list[_Rows]) -> list[_Rows]:
+    def _intact(self, batches: list[HeldBatch]) -> list[HeldBatch]:
         """The held batches whose tensors still hold what their step produced (see :meth:`update`)."""
-        if all(b.versions is None for b in batches):
-            return batches
-        kept: list[_Rows | None] = []
-        addresses: dict[tuple[int, tuple[int, ...]], int] = {}
-        changed = 0
-        for b in batches:
-            if b.versions is not None:
-                try:
-                    now = (_version(b.logits), _version(b.target), _version(b.loss), _version(b.mask))
-                    address = (b.logits.data_ptr(), tuple(b.logits.shape)) if b.logits.numel() else None
-                except RuntimeError:  # a storage freed under us (a CUDA-graph tree invalidates overwritten outputs)
-                    changed += 1
-                    continue
-                if now != b.versions:
-                    changed += 1
-                    if now[2] == b.versions[2] or now[:2] != b.versions[:2] or now[3] != b.versions[3]:
-                        continue
-                    b = dataclasses.replace(b, loss=None)  # only its loss moved: the rows still count, the loss not
-                if address is not None:
-                    # Held references keep their memory, so a later step's logits at the same address are the same
-                    # buffer written again: the earlier rows are gone.
-                    earlier = addresses.get(address)
-                    if earlier is not None and kept[earlier] is not None:
-                        kept[earlier] = None
-                        changed += 1
-                    addresses[address] = len(kept)
-            kept.append(b)
+        kept, changed = intact(batches)
         if changed:
             self.changed += changed
             self._copy, self._fast = (True, True), False
-            logging.getLogger("fitwatch").info(
-                "fitwatch: %d held batch(es) changed after their step (a tensor modified in place, or an output "
-                "buffer reused by the next step); they are left out and batches are copied from now on.", changed)
-        return [b for b in kept if b is not None]
+        return kept
 
-    def _fold(self, batches: list[_Rows]) -> None:
+
+    def _fold(self, batches: list[HeldBatch]) -> None:
         """Add held batches to the states in one pass; per-batch quantities (the mean loss of each batch, the
         batch count) are kept per batch through segment sums."""
         assert self._counts is not None and self._calibration is not None and self._health is not None
@@ -423,7 +395,7 @@ class PredictionAccumulator:
                 # One stack for all the held losses, not a handful of ops each.
                 losses = torch.stack([x.reshape(()) if x.ndim else x for x in held]).to(device, dtype)  # type: ignore[union-attr]
             else:
-                losses = torch.cat([_loss_of(x, device, dtype) for x in held])
+                losses = torch.cat([loss_of(x, device, dtype) for x in held])
             if one:
                 n_valid = weights.sum().to(dtype).reshape(1)
                 any_targeted = targeted.any().reshape(1)
@@ -566,6 +538,45 @@ class PredictionAccumulator:
             src = torch.tensor(saved, dtype=t.dtype)
             if src.shape == t.shape:
                 t.copy_(src)
+
+
+def intact(batches: list[HeldBatch]) -> tuple[list[HeldBatch], int]:
+    """The held batches whose tensors still hold what their step produced, and how many were dropped (or lost
+    their loss): a version counter that moved since the batch was held (a tensor changed in place), or logits at
+    the address of a later batch's (an output buffer written again, as a CUDA-graph replay does; held references
+    keep their memory, so a fresh tensor can never get that address). Logs once per fold that drops any."""
+    if all(b.versions is None for b in batches):
+        return batches, 0
+    kept: list[HeldBatch | None] = []
+    addresses: dict[tuple[int, tuple[int, ...]], int] = {}
+    changed = 0
+    for b in batches:
+        if b.versions is not None:
+            try:
+                now = (version_of(b.logits), version_of(b.target), version_of(b.loss), version_of(b.mask))
+                address = (b.logits.data_ptr(), tuple(b.logits.shape)) if b.logits.numel() else None
+            except RuntimeError:  # a storage freed under us (a CUDA-graph tree invalidates overwritten outputs)
+                changed += 1
+                continue
+            if now != b.versions:
+                changed += 1
+                if now[2] == b.versions[2] or now[:2] != b.versions[:2] or now[3] != b.versions[3]:
+                    continue
+                b = dataclasses.replace(b, loss=None)  # only its loss moved: the rows still count, the loss not
+            if address is not None:
+                # Held references keep their memory, so a later step's logits at the same address are the same
+                # buffer written again: the earlier rows are gone.
+                earlier = addresses.get(address)
+                if earlier is not None and kept[earlier] is not None:
+                    kept[earlier] = None
+                    changed += 1
+                addresses[address] = len(kept)
+        kept.append(b)
+    if changed:
+        logging.getLogger("fitwatch").info(
+            "fitwatch: %d held batch(es) changed after their step (a tensor modified in place, or an output "
+            "buffer reused by the next step); they are left out and batches are copied from now on.", changed)
+    return [b for b in kept if b is not None], changed
 
 
 def sum_over_ranks(tensors: Sequence[Tensor]) -> None:

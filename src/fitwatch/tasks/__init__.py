@@ -234,7 +234,7 @@ def build_state(task: str, *, num_classes: int | None = None, ignore_index: int 
     if task == "regression":
         from fitwatch.tasks.regression import RegressionState
 
-        return RegressionState()
+        return RegressionState(buffer_batches=buffer_batches)
     from fitwatch.metrics.accumulator import PredictionAccumulator
 
     return PredictionAccumulator(

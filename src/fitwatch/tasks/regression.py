@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fitwatch.metrics.accumulator import SplitResult
+from fitwatch.metrics.accumulator import HeldBatch, SplitResult, intact, loss_of, version_of
 from fitwatch.tasks.base import SummedState
 
 __all__ = ["RESIDUAL_BINS", "RegressionState"]
@@ -42,11 +42,20 @@ class RegressionState(SummedState):
 
     task = "regression"
 
-    def __init__(self, *, ignore_index: int | None = None, **_: Any) -> None:
+    def __init__(self, *, ignore_index: int | None = None, buffer_batches: int = 0, buffer_bytes: int = 8 * 2**20,
+                 **_: Any) -> None:
         self._sums: Tensor | None = None
         self._health: Tensor | None = None
         self._hist: Tensor | None = None
         self._edges: Tensor | None = None
+        #: Batches held by reference (as :class:`~fitwatch.metrics.PredictionAccumulator` holds them: no kernel a
+        #: step, checked at the fold) and folded ``buffer_batches`` at a time; ``0`` folds each batch at once.
+        self.buffer_batches = buffer_batches
+        self.buffer_bytes = buffer_bytes
+        self._pending: list[HeldBatch] = []
+        self._pending_bytes = 0
+        self._copy = False
+        self.changed = 0
 
     @property
     def initialized(self) -> bool:
@@ -55,55 +64,111 @@ class RegressionState(SummedState):
     def update(self, logits: Tensor, target: Tensor, loss: Tensor | float | None = None, *,
                mask: Tensor | None = None) -> None:
         """Add one batch (no host sync, except the first batch's target spread for the histogram edges)."""
-        pred = logits.detach().reshape(-1)
-        y = target.detach().to(pred.device, non_blocking=True).reshape(-1)
-        if pred.shape != y.shape:
+        n = logits.numel()
+        if target.numel() != n:
             raise ValueError(
                 f"Expected regression predictions and targets with the same number of values, but got predictions "
                 f"{tuple(logits.shape)} and targets {tuple(target.shape)}."
             )
         if not self.initialized:
-            self._allocate(pred.device, y)
-        elif self._sums.device != pred.device:  # type: ignore[union-attr]
-            self._move_to(pred.device)
+            self._allocate(logits.device, target.detach().to(logits.device).reshape(-1))
+        m = mask.reshape(-1) if mask is not None else None
+        if self.buffer_batches <= 0:
+            self._fold([HeldBatch(logits.detach(), target.detach(), loss, m, n, 1)])
+            return
+        if self._copy:
+            with torch.no_grad():
+                held = HeldBatch(logits.detach().clone(), target.detach().clone(),
+                                 loss.detach().clone() if isinstance(loss, Tensor) else loss,
+                                 m.clone() if m is not None else None, n, 1)
+        else:
+            logits = logits.detach() if logits.requires_grad else logits
+            target = target.detach() if target.requires_grad else target
+            loss = loss.detach() if isinstance(loss, Tensor) and loss.requires_grad else loss
+            held = HeldBatch(logits, target, loss, m, n, 1,
+                             (version_of(logits), version_of(target), version_of(loss), version_of(m)))
+        self._pending.append(held)
+        self._pending_bytes += n * logits.element_size()
+        if len(self._pending) >= self.buffer_batches or self._pending_bytes >= self.buffer_bytes:
+            self._fold_pending()
+
+    def _fold_pending(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        pending, changed = intact(pending)
+        if changed:
+            self.changed += changed
+            self._copy = True
+        if pending:
+            self._fold(pending)
+
+    @torch.no_grad()
+    def _fold(self, batches: list[HeldBatch]) -> None:
+        """Add held batches in one pass; each batch's mean loss weighs by its own counted values."""
         assert self._sums is not None and self._health is not None and self._hist is not None and self._edges is not None
-        dtype = self._sums.dtype
-        pred, y = pred.to(dtype), y.to(dtype)
+        device, dtype = self._sums.device, self._sums.dtype
+        if batches[0].logits.device != device:  # restored on CPU, now on GPU
+            self._move_to(batches[0].logits.device)
+            device = batches[0].logits.device
+        pred = torch.cat([b.logits.reshape(-1).to(device, dtype) for b in batches])
+        y = torch.cat([b.target.reshape(-1).to(device, dtype) for b in batches])
         finite_p, finite_y = torch.isfinite(pred), torch.isfinite(y)
         keep = finite_p & finite_y
-        if mask is not None:
-            keep = keep & mask.to(keep.device).reshape(-1)
+        if any(b.mask is not None for b in batches):
+            keep = keep & torch.cat([b.mask.to(device) if b.mask is not None else torch.ones(b.rows, dtype=torch.bool, device=device)
+                                     for b in batches])
         w = keep.to(dtype)
         y0 = torch.where(keep, y, 0.0)
         res = torch.where(keep, pred - y, 0.0)
         n = w.sum()
-        loss_sum = torch.zeros((), dtype=dtype, device=pred.device)
-        loss_weight = torch.zeros((), dtype=dtype, device=pred.device)
-        nonfinite_loss = torch.zeros((), dtype=torch.long, device=pred.device)
-        if loss is not None:
-            value = (loss.detach().to(pred.device).reshape(-1)[0].to(dtype) if isinstance(loss, Tensor)
-                     else torch.tensor(float(loss), dtype=dtype, device=pred.device))
-            ok = torch.isfinite(value)
-            loss_sum, loss_weight = torch.where(ok, value * n, 0.0), torch.where(ok, n, 0.0)
-            nonfinite_loss = (~ok).long()
+        loss_sum = torch.zeros((), dtype=dtype, device=device)
+        loss_weight = torch.zeros((), dtype=dtype, device=device)
+        nonfinite_loss = torch.zeros((), dtype=torch.long, device=device)
+        if any(b.loss is not None for b in batches):
+            # Fills and stacks on the device, never a host list copied over (a synchronising transfer on a GPU).
+            values = torch.cat([loss_of(b.loss, device, dtype) for b in batches])
+            if len(batches) == 1:
+                counts = n.reshape(1)
+            else:
+                sizes = {b.rows for b in batches}
+                owner = (torch.arange(len(batches), device=device).repeat_interleave(sizes.pop()) if len(sizes) == 1 else
+                         torch.cat([torch.full((b.rows,), i, device=device) for i, b in enumerate(batches)]))
+                counts = torch.zeros(len(batches), dtype=dtype, device=device).index_add_(0, owner, w)
+            has = torch.cat([torch.full((1,), b.loss is not None, device=device) for b in batches])
+            ok = torch.isfinite(values) & has
+            loss_sum = torch.where(ok, values * counts, 0.0).sum()
+            loss_weight = torch.where(ok, counts, 0.0).sum()
+            nonfinite_loss = (~torch.isfinite(values) & has).sum()
         self._sums += torch.stack([n, y0.sum(), (y0 * y0).sum(), res.sum(), (res * res).sum(), res.abs().sum(),
                                    loss_sum, loss_weight])
         bucket = torch.bucketize(res, self._edges)
         self._hist.index_add_(0, bucket, w)
-        ones = torch.ones((), dtype=torch.long, device=pred.device)
-        self._health += torch.stack([(~finite_p).sum(), (~finite_y & finite_p).sum(), nonfinite_loss, ones])
+        batches_seen = torch.full((), len(batches), dtype=torch.long, device=device)
+        self._health += torch.stack([(~finite_p).sum(), (~finite_y & finite_p).sum(), nonfinite_loss, batches_seen])
+
+    def reset(self) -> None:
+        self._pending, self._pending_bytes = [], 0
+        super().reset()
 
     def tensors(self) -> list[Tensor]:
-        return [] if not self.initialized else [self._sums, self._hist, self._edges, self._health]  # type: ignore[list-item]
+        if not self.initialized:
+            return []
+        self._fold_pending()
+        return [self._sums, self._hist, self._edges, self._health]  # type: ignore[list-item]
 
     def _reduced(self) -> list[Tensor]:
         # The edges are the same on every rank (set from the first batch there) and are not summed.
-        return [] if not self.initialized else [self._sums, self._hist, self._health]  # type: ignore[list-item]
+        if not self.initialized:
+            return []
+        self._fold_pending()
+        return [self._sums, self._hist, self._health]  # type: ignore[list-item]
 
     def compute(self) -> SplitResult:
         """Read the sums back (one transfer) and compute MSE, RMSE, MAE, R2 and the residual histogram."""
         if not self.initialized:
             return SplitResult(summary={}, per_class={})
+        self._fold_pending()
         assert self._sums is not None and self._health is not None and self._hist is not None and self._edges is not None
         s = dict(zip(_SUMS, self._sums.detach().cpu().tolist()))
         n = s["n"]
