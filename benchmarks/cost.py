@@ -940,7 +940,11 @@ draws them at each evaluation (CPU time of the drawing thread). Before (the figu
 artist per cell), wall time on a quieter machine, at 2 / 10 / 20 classes: confusion matrix 86 / 390 / 1,350 ms, reliability
 diagram 130 ms, and 3,800 / 16,900 / 52,300 (+7,500) objects left in reference cycles per evaluation. Now each
 figure is built once per layout and only its data is redrawn (Agg blitting; cell counts stamped from pre-rasterised
-digits); beyond 12 classes the 12 most confused are shown, and a change of that set redraws the tick labels."""
+digits); beyond 12 classes the 12 most confused are shown, and a change of that set redraws the tick labels. On top
+of that, `image_budget` (default 0.01) draws an evaluation's images only while the drawing so far plus this one
+stays within 1% of the time since the run's first step; the last evaluation's are always drawn, at the end of the
+run. A run whose evaluations come every few seconds draws a few; one that evaluates every few minutes draws every
+evaluation's."""
 
 
 def write_docs(name: str, body: str) -> None:

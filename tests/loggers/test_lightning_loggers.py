@@ -59,10 +59,10 @@ def test_mlflow_run_holds_the_tensorboard_values(fit):
     assert {line["code"] for line in lines} == {f.code for f in callback.findings}
     assert "| FW-OVERFIT |" in (local / "fitwatch" / "findings.md").read_text()
     images = list((local / "fitwatch" / "per_class" / "confusion_matrix" / "val").glob("step_*.png"))
-    # Images within the default image_budget (1% of the run's time): the first and the last evaluation always.
+    # Images within the default image_budget (1% of the run's time): the last evaluation's always.
     evaluations = [s for s, _ in callback.history["performance/accuracy/val"]]
-    assert len(evaluations) == 30 and 2 <= len(images) <= 30
-    assert {f"step_{evaluations[0]:08d}.png", f"step_{evaluations[-1]:08d}.png"} <= {p.name for p in images}
+    assert len(evaluations) == 30 and 1 <= len(images) <= 30
+    assert f"step_{evaluations[-1]:08d}.png" in {p.name for p in images}
     assert not [w for w in caught if "sink failed" in str(w.message)]
 
 
