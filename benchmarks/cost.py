@@ -947,6 +947,17 @@ run. A run whose evaluations come every few seconds draws a few; one that evalua
 evaluation's."""
 
 
+def _merged(path: Path, new: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> list[dict[str, Any]]:
+    """The saved results with the rows of ``new`` in place of those with the same key (new keys appended)."""
+    try:
+        old = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return new
+    fresh = {key(r): r for r in new}
+    out = [fresh.pop(key(r), r) for r in old]
+    return out + list(fresh.values())
+
+
 def write_docs(name: str, body: str) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = DOCS.read_text()
@@ -1020,6 +1031,9 @@ def main(argv: list[str] | None = None) -> int:
                       + json.dumps({a: {k: round(v["median"], 3) for k, v in q["by"].items()} for a, q in r["ratios"].items()})
                       + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
                 results.append(r)
+            if write and (args.workload or args.framework):  # a partial rerun replaces its rows, keeps the others
+                results = _merged(RESULTS / "cost-ratios.json", results,
+                                  lambda r: (r["workload"], r.get("framework"), bool(r.get("evaluations"))))
             table = ratio_table(results)
             print(table)
             if write:
@@ -1038,6 +1052,8 @@ def main(argv: list[str] | None = None) -> int:
                           + "  ".join(f"{k}={v['cpu_us']:.0f}us/{v.get('ops', 0):g}ops" for k, v in r["phases"].items())
                           + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
                     results.append(r)
+        if write and (args.workload or args.framework or args.preset):
+            results = _merged(RESULTS / "cost.json", results, lambda r: (r["framework"], r["preset"], r["workload"]))
         table = cost_table(results)
         print(table)
         if write:

@@ -395,7 +395,10 @@ class FitWatch(Callback):
             self.observer.before_optimizer_step(pl_module, optimizers, trainer.global_step, optimizer=inner,
                                                 batch_start=self._last_step)
         else:
-            self.observer.before_optimizer_step(pl_module, optimizers, trainer.global_step)
+            # The optimizer steps completed so far, as on_train_batch_end last saw them (set at on_train_start): the
+            # trainer's global_step walks five of Lightning's loop properties, at every step.
+            step = self._last_step if self._last_step >= 0 else trainer.global_step
+            self.observer.before_optimizer_step(pl_module, optimizers, step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # With a validation loop, an evaluation's training window is every batch since the previous one, whatever

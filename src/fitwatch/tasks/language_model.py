@@ -38,9 +38,10 @@ __all__ = ["TRAIN_TOKENS_PER_BATCH", "LanguageModelState", "TokenStatistics", "t
 #: the model's own loss over every token; the subset only feeds token accuracy and calibration, where the
 #: thousands of tokens of an evaluation's training window pin the numbers to about a point. The reduction
 #: costs one log-sum-exp and one top-5 over ``[positions x vocabulary]`` (on one CPU thread ~70 ms at 512 x 32k,
-#: ~18 ms at 128): against a step whose own loss and its backward pass over every token cost several times
-#: that, 128 keeps the training step within a few percent. Validation batches are reduced on every position.
-TRAIN_TOKENS_PER_BATCH = 128
+#: 12 ms at 128, 3 ms at 32): 128 positions were 5-9% of a 230 ms CPU step of a small LM at 32k (issue 15), 32
+#: are about 1.5%, and a window of a few hundred steps still holds thousands of tokens. Validation batches are
+#: reduced on every position.
+TRAIN_TOKENS_PER_BATCH = 32
 _TOP_K = 5
 # Health counters, in this order (as the classification accumulator's, so the health series line up).
 _HEALTH = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batches")
@@ -158,7 +159,7 @@ class LanguageModelState(SummedState):
         self._health: Tensor | None = None
         self._offset = 0
         # Reduced batches waiting to be added in one pass (a few dozen small kernels per fold, not per batch).
-        self._pending: list[tuple[TokenStatistics, Tensor | float | None]] = []
+        self._pending: list[tuple[TokenStatistics, Tensor | float | None, Tensor | None]] = []
 
     @property
     def initialized(self) -> bool:
@@ -184,7 +185,12 @@ class LanguageModelState(SummedState):
                                  offset=self._offset)
         self._offset += 1
         held = loss.detach().clone() if isinstance(loss, Tensor) else loss  # the caller may scale it in place
-        self._pending.append((stats, held))
+        counted = None
+        if stride > 1 and held is not None:
+            # The batch's loss is its mean over every counted token: it weighs by all of them, not by the sample.
+            labels = target[..., 1:] if self.shift and target.ndim > 1 else target
+            counted = (labels != self.ignore_index).sum() if self.ignore_index is not None else None
+        self._pending.append((stats, held, counted))
         if len(self._pending) >= _FOLD_EVERY:
             self._fold()
 
@@ -192,8 +198,8 @@ class LanguageModelState(SummedState):
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        if len(pending) == 1:
-            self._add(*pending[0])
+        if len(pending) == 1 and pending[0][2] is None:
+            self._add(*pending[0][:2])
             return
         device = self._sums.device  # type: ignore[union-attr]
         fields = {name: torch.cat([getattr(p[0], name) for p in pending]) for name in
@@ -204,8 +210,9 @@ class LanguageModelState(SummedState):
         if all(loss is None for loss in losses):
             self._add(stats, None)
             return
-        # Each batch's mean loss weighs by its own counted tokens.
-        counts = torch.stack([p[0].weight.sum() for p in pending]).to(torch.float64)
+        # Each batch's mean loss weighs by its own counted tokens (all of them where only a sample was reduced).
+        counts = torch.stack([(p[2] if p[2] is not None else p[0].weight.sum()).to(device, torch.float64)
+                              for p in pending])
         values = torch.stack([
             (loss.detach().reshape(-1)[0] if isinstance(loss, Tensor) else torch.tensor(0.0 if loss is None else float(loss)))
             .to(device, torch.float64) for loss in losses
