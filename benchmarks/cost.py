@@ -910,12 +910,15 @@ COST_INTRO = """### Cost account (issue 15): what fitwatch itself does, per phas
 training thread spent in fitwatch's hooks (their calls timed one by one; on CPU the time includes the kernels they
 run) and the number of top-level torch ops they issue (`torch.profiler`, each op charged to the hook call it ran in;
 on a GPU each is at least one kernel launch). *step*: a training step with no fold, logging or diagnostics;
-*fold step*: a step that folds the 256 held batches (the fold's own share in brackets); *logging step*: every
+*fold step*: a step that folds the 256 held batches (the fold's own share in brackets; none in these runs, whose
+evaluations every 32 steps fold what is held, so the fold's ~120 ops are in the evaluation columns); *logging step*: every
 `log_every_n_steps` (20 here); *diag step*: update ratios (every 50 steps); *audit step*: the first step and the
 first after each evaluation (the optimizer/model audit); *1st evaluation*: builds the figures (and in HF may run the
 data checks); *later evaluation*: the median of the others; *fit start*: data checks, fingerprints, model audit set-up;
 *amortised step*: all non-logging steps with their folds, averaged. Full numbers (per hook, op names) in
-`benchmarks/results/cost.json`."""
+`benchmarks/results/cost.json`. Every cell is CPU time on this shared 2-core machine in a real loop, where the
+model's own work has evicted fitwatch's code and data from the caches between two hooks: the same calls repeated
+in a warm micro-benchmark take several times less (Lightning's batch-end hook ~9 µs, its before-step hook ~2 µs)."""
 
 RATIOS_INTRO = """### Ratios against the bare loop (issue 15)
 

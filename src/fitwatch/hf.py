@@ -484,7 +484,7 @@ def _counted(labels: Tensor, observer: Observer, module: nn.Module) -> Tensor:
 
 
 def _field(output: Any, name: str) -> Any:
-    if isinstance(output, dict) or isinstance(output, Mapping):  # a ModelOutput is a dict: the cheap check first
+    if isinstance(output, (dict, Mapping)):  # a ModelOutput is a dict: the cheap check comes first
         return output.get(name)
     return getattr(output, name, None)
 

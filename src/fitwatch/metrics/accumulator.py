@@ -45,8 +45,8 @@ HEALTH_FIELDS = ("nonfinite_logits", "invalid_targets", "nonfinite_loss", "batch
 @dataclass(slots=True)
 class HeldBatch:
     """One held batch: logits and targets in their own shapes, its mean loss (as given), its row mask (flat), its
-    number of rows and how wide a target row is; ``versions``: the
-    tensors' version counters when they are held by reference (``None`` for copies, which nobody else can change)."""
+    number of rows and how wide a target row is; ``versions``: the tensors' version counters when they are held by
+    reference (``None`` for copies, which nobody else can change)."""
 
     logits: Tensor
     target: Tensor
@@ -191,10 +191,9 @@ class PredictionAccumulator:
         counter noted. The fold checks that what it reads is what the step produced: a tensor changed in place
         since (a loss scaled by the loop, a label buffer rewritten: its version moved) or an output buffer handed
         back by a later step (two held batches at one address: a CUDA-graph replay's static output) drops the
-        batches it can no longer vouch for (only the loss, when only the loss moved; counted in :attr:`changed`) and
-        switches to holding copies. A view
-        of a much larger storage (a column of the whole batch) is copied from the start, so holding never keeps
-        more than the rows alive.
+        batches it can no longer vouch for (only the loss, when only the loss moved; counted in :attr:`changed`)
+        and switches to holding copies. A view of a much larger storage (a column of the whole batch) is copied
+        from the start, so holding never keeps more than the rows alive.
         """
         if self._fast and mask is None and logits.ndim == 2 and target.ndim == 1:
             # The training step's path (multiclass [N, C] logits and [N] class ids, held by reference): a few
@@ -289,7 +288,7 @@ class PredictionAccumulator:
         if isinstance(loss, Tensor) and loss.requires_grad:
             loss = loss.detach()
         return HeldBatch(logits, target, loss, mask, rows, target_width,
-                     (version_of(logits), version_of(target), version_of(loss), version_of(mask)))
+                         (version_of(logits), version_of(target), version_of(loss), version_of(mask)))
 
     def _fold_pending(self) -> None:
         if not self._pending:
@@ -319,7 +318,6 @@ class PredictionAccumulator:
             self.changed += changed
             self._copy, self._fast = (True, True), False
         return kept
-
 
     def _fold(self, batches: list[HeldBatch]) -> None:
         """Add held batches to the states in one pass; per-batch quantities (the mean loss of each batch, the
