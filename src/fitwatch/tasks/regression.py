@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fitwatch.metrics.accumulator import HeldBatch, SplitResult, intact, loss_of, version_of
+from fitwatch.metrics.accumulator import SplitResult
+from fitwatch.metrics.held import HeldBatch, intact, loss_of, version_of
 from fitwatch.tasks.base import SummedState
 
 __all__ = ["RESIDUAL_BINS", "RegressionState"]
