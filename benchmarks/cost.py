@@ -890,7 +890,7 @@ def ratio_table(results: list[dict[str, Any]]) -> str:
         by = {a: q.get("by") or {"wall": q} for a, q in r["ratios"].items()}
         ms = r.get("ms") or {"bare": {"wall": r["step_ms"]["bare"]}}
         evals = r.get("evaluations")
-        name = f"{r['workload']} ({r.get('framework', 'lightning')})"
+        name = f"{r['workload']} ({r.get('framework', 'lightning')}{', validating' if evals else ''})"
         rows = [("cpu", "step, CPU"), ("wall", "step, wall")]
         if evals:
             rows.append(("fit_cpu", f"whole fit with evaluations, CPU ({r['steps']} steps, one every {evals['every']})"))
