@@ -382,9 +382,13 @@ class Monitor:
         self._sinks.call("flush", self.history)
         tail = self.history_tail
         source = next((s for sink in self._sinks.active if (s := sink.history_source())), self._history_file)
+        per_class = f"{self.prefix}per_class/"
+        counted = {k: self._dropped.get(k, 0) + len(pts) for k, pts in self.history.items()}
+        counted.update({k: n for k, n in self._dropped.items() if k not in self.history})
         return {
-            "history": {k: [[s, _json_number(v)] for s, v in pts[-tail:]] for k, pts in self.history.items()},
-            "history_counts": {k: self._dropped.get(k, 0) + len(pts) for k, pts in self.history.items()},
+            "history": {k: [[s, _json_number(v)] for s, v in pts[-tail:]] for k, pts in self.history.items()
+                        if not k.startswith(per_class)},
+            "history_counts": counted,
             "history_file": source,
             "findings": [f.to_dict() for f in self._causes.values()],
             "detectors": {d.name: d.state_dict() for d in self.detectors},
@@ -403,9 +407,10 @@ class Monitor:
             str(k): [(int(s), float(v) if v is not None else math.nan) for s, v in pts]
             for k, pts in state.get("history", {}).items()
         }
-        counts = {str(k): int(n) for k, n in state.get("history_counts", {}).items()}
-        counts = {k: max(counts.get(k, 0), len(pts)) for k, pts in self.history.items()}
-        self._dropped = {k: n - len(self.history[k]) for k, n in counts.items() if n > len(self.history[k])}
+        saved_counts = {str(k): int(n) for k, n in state.get("history_counts", {}).items()}
+        # Every counted series, those saved without a tail (per class) included: their points are in the file.
+        counts = {k: max(saved_counts.get(k, 0), len(self.history.get(k, ()))) for k in {*saved_counts, *self.history}}
+        self._dropped = {k: n - len(self.history.get(k, ())) for k, n in counts.items() if n > len(self.history.get(k, ()))}
         self._history_file = state.get("history_file")
         self._causes = {}
         for data in state.get("findings", []):

@@ -275,6 +275,7 @@ def test_extract_that_raises_skips_the_batch_with_one_warning(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`:UserWarning")
 def test_resume_continues_history_without_gaps_or_duplicates(tmp_path):
+    torch.manual_seed(0)  # the model's initial weights: an unseeded start sometimes leaves a class never predicted
     train, val = loaders(n_train=256)
     first = FitWatch(class_names=CLASS_NAMES, log_every_n_steps=4)
     t1 = trainer(tmp_path, [first], max_epochs=2, enable_checkpointing=True, logger=False)
@@ -302,7 +303,8 @@ def test_state_dict_round_trip_and_pickling(fitted, tmp_path):
     orphan = FitWatch(class_names=CLASS_NAMES)
     orphan.load_state_dict({**state, "observer": {**state["observer"], "monitor": {**state["observer"]["monitor"],
                                                                                   "history_file": str(tmp_path / "gone.jsonl")}}})
-    assert orphan.history == {k: v[-tail:] for k, v in cb.history.items()}
+    # (the per-class series keep no tail: nothing reads them back from memory, and their points are in the file)
+    assert orphan.history == {k: v[-tail:] for k, v in cb.history.items() if not k.startswith("per_class/")}
     restored = pickle.loads(pickle.dumps(cb))
     assert restored.history == cb.history
     import json
