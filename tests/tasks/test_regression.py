@@ -98,3 +98,17 @@ def test_a_held_regression_batch_changed_in_place_is_dropped():
     assert held.changed == 1
     assert {k: got[k] for k in ("mse", "mae", "r2", "loss", "samples")} == pytest.approx(
         {k: want[k] for k in ("mse", "mae", "r2", "loss", "samples")}, rel=1e-12)
+
+
+def test_a_target_column_of_the_whole_batch_is_copied_not_held():
+    # `x, y = batch[:, :-1], batch[:, -1]`: holding y would keep every batch alive until the fold.
+    g = torch.Generator().manual_seed(2)
+    held, each = RegressionState(buffer_batches=8), RegressionState()
+    for _ in range(4):
+        batch = torch.randn(512, 129, generator=g)
+        pred = batch[:, :-1].sum(1) * 0.1
+        held.update(pred, batch[:, -1])
+        each.update(pred, batch[:, -1].clone())
+        batch.zero_()  # the batch moves on; the held copy does not
+    assert held._views == (False, True) and held.changed == 0
+    assert held.compute().summary == pytest.approx(each.compute().summary, rel=1e-12)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from fitwatch.metrics.accumulator import SplitResult
-from fitwatch.metrics.held import HeldBatch, intact, loss_of, version_of
+from fitwatch.metrics.held import HeldBatch, intact, loss_of, version_of, views_a_larger_storage
 from fitwatch.tasks.base import SummedState
 
 __all__ = ["RESIDUAL_BINS", "RegressionState"]
@@ -55,7 +55,8 @@ class RegressionState(SummedState):
         self.buffer_bytes = buffer_bytes
         self._pending: list[HeldBatch] = []
         self._pending_bytes = 0
-        self._copy = False
+        self._copy = False  # copy every tensor (a held batch was changed after its step)
+        self._views: tuple[bool, bool] | None = None  # copy predictions / targets that view a larger storage
         self.changed = 0
 
     @property
@@ -77,14 +78,17 @@ class RegressionState(SummedState):
         if self.buffer_batches <= 0:
             self._fold([HeldBatch(logits.detach(), target.detach(), loss, m, n, 1)])
             return
+        if self._views is None:  # a target column of the whole batch would keep the batch alive: copy that role
+            self._views = (views_a_larger_storage(logits), views_a_larger_storage(target))
         if self._copy:
             with torch.no_grad():
                 held = HeldBatch(logits.detach().clone(), target.detach().clone(),
                                  loss.detach().clone() if isinstance(loss, Tensor) else loss,
                                  m.clone() if m is not None else None, n, 1)
         else:
-            logits = logits.detach() if logits.requires_grad else logits
-            target = target.detach() if target.requires_grad else target
+            with torch.no_grad():
+                logits = logits.detach().clone() if self._views[0] else logits.detach() if logits.requires_grad else logits
+                target = target.detach().clone() if self._views[1] else target.detach() if target.requires_grad else target
             loss = loss.detach() if isinstance(loss, Tensor) and loss.requires_grad else loss
             held = HeldBatch(logits, target, loss, m, n, 1,
                              (version_of(logits), version_of(target), version_of(loss), version_of(m)))
