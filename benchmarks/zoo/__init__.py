@@ -124,30 +124,15 @@ def _progress(run: dict[str, Any]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from benchmarks.zoo.cli import add_run_options
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks.zoo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", help="comma-separated scenario names (default: all)")
-    parser.add_argument(
-        "--seeds", help="comma-separated seeds for every scenario (default: each scenario's own)"
-    )
-    parser.add_argument("--jobs", type=int, default=1, help="parallel runs (default 1)")
-    parser.add_argument("--quick", action="store_true", help="each scenario's short version")
-    parser.add_argument(
-        "--log-dir", help="keep each run's TensorBoard files and checkpoints under this directory"
-    )
-    parser.add_argument(
-        "--write", action="store_true", help="write docs and results.json even with --quick/--only"
-    )
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    add_run_options(parser, names="scenario names", results="results.json")
     parser.add_argument("--lm", action="store_true", help="run the language-model zoo (benchmarks.zoo.lm)")
     parser.add_argument(
         "--variants",
         action="store_true",
         help="run the loss-only and loop-shape variants (benchmarks.zoo.variants)",
-    )
-    parser.add_argument(
-        "--render",
-        action="store_true",
-        help="re-render the table and docs from results.json, without training",
     )
     return parser
 

@@ -167,19 +167,13 @@ def _docs_section(table: str, *, quick: bool, environment: Mapping[str, Any]) ->
 
 
 def _parser() -> argparse.ArgumentParser:
+    from benchmarks.zoo.cli import add_run_options
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.zoo --lm", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--lm", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", help="comma-separated LM scenario names (default: all)")
-    parser.add_argument("--seeds", help="comma-separated seeds for every scenario (default: each one's own)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel runs (default 1)")
-    parser.add_argument("--quick", action="store_true", help="each scenario's short version")
-    parser.add_argument(
-        "--write", action="store_true", help="write docs and results even with --quick/--only"
-    )
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--render", action="store_true", help="re-render the docs from results_lm.json")
+    add_run_options(parser, names="LM scenario names", results="results_lm.json", log_dir=False)
     return parser
 
 

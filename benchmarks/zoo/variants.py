@@ -137,20 +137,13 @@ def _docs_section(table: str, summary: Mapping[str, Any], *, quick: bool) -> str
 
 
 def _parser() -> argparse.ArgumentParser:
+    from benchmarks.zoo.cli import add_run_options
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.zoo --variants", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--variants", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", help="comma-separated variant names (default: all)")
-    parser.add_argument("--seeds", help="comma-separated seeds for every variant (default: each one's own)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel runs (default 1)")
-    parser.add_argument("--quick", action="store_true", help="each scenario's short version")
-    parser.add_argument("--log-dir", help="keep each run's TensorBoard files and checkpoints here")
-    parser.add_argument(
-        "--write", action="store_true", help="write docs and results even with --quick/--only"
-    )
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--render", action="store_true", help="re-render from results_variants.json")
+    add_run_options(parser, names="variant names", results="results_variants.json")
     return parser
 
 

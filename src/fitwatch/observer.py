@@ -664,8 +664,10 @@ class Observer:
         shapes = getattr(state, "skipped_shapes", None)
         if shapes is not None and f"skipped-{split}" not in self._warned:
             logits, target = shapes
+            fits = (f"does not fit the {state.num_classes} classes of the first batch" if state.num_classes is not None
+                    else "does not pair predictions with targets one to one")
             self.warn_once(f"skipped-{split}", f"fitwatch: a {split} batch with logits {logits} and targets {target} "
-                           f"does not fit the {state.num_classes} classes of the first batch; such batches are left out of "
+                           f"{fits}; such batches are left out of "
                            f"the metrics (counted in health/skipped_batches/{split}). Check that every batch has the same "
                            f"head, or set `num_classes`/`class_names`. Training is not affected.")
 

@@ -112,3 +112,26 @@ def test_a_target_column_of_the_whole_batch_is_copied_not_held():
         batch.zero_()  # the batch moves on; the held copy does not
     assert held._views == (False, True) and held.changed == 0
     assert held.compute().summary == pytest.approx(each.compute().summary, rel=1e-12)
+
+
+def test_a_later_batch_that_does_not_pair_up_is_counted_not_raised():
+    # Only the first batch is a set-up check; later bad input never reaches the user's step as an exception.
+    state = RegressionState(buffer_batches=4)
+    state.update(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))
+    state.update(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0]))
+    assert state.skipped == 1 and state.skipped_shapes == ((3,), (2,))
+    assert state.compute().summary["samples"] == 2
+    with pytest.raises(ValueError, match="same number of values"):
+        RegressionState().update(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0]))
+
+
+def test_the_observer_warns_once_for_a_later_regression_batch_that_does_not_pair_up():
+    from fitwatch.config import FitWatchConfig
+    from fitwatch.observer import Observer
+    from fitwatch.warnings import FitWatchRuntimeWarning
+
+    observer = Observer(FitWatchConfig(task="regression"))
+    observer.train_batch(torch.randn(4, 1), torch.randn(4), torch.tensor(0.5))
+    with pytest.warns(FitWatchRuntimeWarning, match="does not pair predictions with targets"):
+        observer.train_batch(torch.randn(4, 2), torch.randn(4), torch.tensor(0.5))
+    assert observer.train.skipped == 1

@@ -67,6 +67,11 @@ class RegressionState(SummedState):
                mask: Tensor | None = None) -> None:
         """Add one batch (no host sync, except the first batch's target spread for the histogram edges)."""
         n = logits.numel()
+        if target.numel() != n and self.initialized:
+            # After the first batch bad input is counted and warned about (by the observer), never raised.
+            self.skipped += 1
+            self.skipped_shapes = self.skipped_shapes or (tuple(logits.shape), tuple(target.shape))
+            return
         if target.numel() != n:
             raise ValueError(
                 f"Expected regression predictions and targets with the same number of values, but got predictions "
